@@ -1,0 +1,45 @@
+# Enrollment service. `make help` lists the targets.
+# Without DATABASE_URL, run/migrate/rollback/test use an embedded PostgreSQL under .data/.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run migrate rollback test lint fmt typecheck bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the service with its dev tools
+
+run: $(STAMP) ## Migrate, then serve on $HOST:$PORT (default 127.0.0.1:8000)
+	$(PY) -m service --migrate
+
+migrate: $(STAMP) ## Apply pending migrations to $DATABASE_URL
+	$(PY) -m service.migrate apply
+
+rollback: $(STAMP) ## Undo the newest migration on $DATABASE_URL
+	$(PY) -m service.migrate rollback
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy service
+
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint ## Lint, then the whole suite against a fresh database
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean: ## Remove the venv, caches and the embedded database
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info

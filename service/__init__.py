@@ -1,0 +1,1 @@
+"""Enrollment service: students, courses and who takes what, over HTTP."""

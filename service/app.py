@@ -1,0 +1,101 @@
+"""The application factory: `create_app(settings)` builds the whole service."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+from litestar import Litestar, Response, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import OpenAPI, Tag
+
+from service.courses.routes import CourseController
+from service.db import Database, check_queries
+from service.errors import EXCEPTION_HANDLERS, Problem, problem_response, problem_type
+from service.ops import health, ready
+from service.settings import Settings
+from service.students.routes import StudentController
+
+MAX_BODY_BYTES = 64 * 1024
+
+log = logging.getLogger("service")
+
+
+class DatabaseLifespan:
+    """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db: Database | None = None
+
+    @asynccontextmanager
+    async def __call__(self, app: Litestar) -> AsyncIterator[None]:
+        self.db = await Database.connect(self.settings)
+        try:
+            async with self.db.connection() as conn:
+                await check_queries(conn)
+            yield
+        finally:
+            await self.db.close()
+
+    def provide(self) -> Database:
+        assert self.db is not None, "the database is opened by the lifespan"
+        return self.db
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """Build the service; settings come from the environment unless given."""
+    settings = settings or Settings.from_env()
+    database = DatabaseLifespan(settings)
+    app = Litestar(
+        route_handlers=[StudentController, CourseController, health, ready],
+        dependencies={"db": Provide(database.provide, sync_to_thread=False, use_cache=True)},
+        lifespan=[database],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=_openapi_config(),
+        request_max_body_size=MAX_BODY_BYTES,
+    )
+    _drop_framework_400s(app.openapi_schema)
+    return app
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Enrollment API",
+        version=version("enrollment-service"),
+        description="Students, courses and which student takes which course.",
+        tags=[
+            Tag(name="students", description="People who take courses."),
+            Tag(name="courses", description="What can be taken."),
+            Tag(name="enrollments", description="Which student takes which course."),
+            Tag(name="operations", description="Probes for load balancers and orchestrators."),
+        ],
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+        openapi_router=Router("/schema", route_handlers=[], after_request=_problem_for_html_404),
+        create_examples=False,
+    )
+
+
+def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
+    """Litestar answers unknown /schema/* paths with an HTML page; keep every error problem+json."""
+    if response.status_code == 404:
+        problem = Problem(
+            type=problem_type("not-found"), title="Not Found", status=404, detail="no document at this path"
+        )
+        return problem_response(problem)
+    return response
+
+
+def _drop_framework_400s(schema: OpenAPI) -> None:
+    """Litestar documents a 400 in its own error shape; bad input here is always a 422 problem."""
+    for path_item in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "patch", "delete"):
+            operation = getattr(path_item, method)
+            if operation is not None and operation.responses:
+                operation.responses.pop("400", None)

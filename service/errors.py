@@ -1,0 +1,239 @@
+"""One shape for every error: RFC 9457 problem+json, mapped here and nowhere else.
+
+Domain code raises the small exceptions below; framework, validation and database
+failures are translated by the handlers at the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import asyncpg
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+PROBLEM_JSON = "application/problem+json"
+RETRY_AFTER_S = "1"
+
+log = logging.getLogger("service.errors")
+
+
+class FieldError(msgspec.Struct):
+    field: str
+    message: str
+    source: str = "body"
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem document."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
+    unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
+
+
+class ProblemError(Exception):
+    """Base of the domain errors; each subclass is one kind of problem."""
+
+    status: ClassVar[int]
+    slug: ClassVar[str]
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+    def problem(self) -> Problem:
+        return Problem(
+            type=problem_type(self.slug), title=self.title(), status=self.status, detail=self.detail
+        )
+
+    @classmethod
+    def title(cls) -> str:
+        return HTTPStatus(cls.status).phrase
+
+
+class NotFound(ProblemError):
+    status = 404
+    slug = "not-found"
+
+
+class Conflict(ProblemError):
+    status = 409
+    slug = "conflict"
+
+
+class InvalidInput(ProblemError):
+    """A request value breaks the contract; `errors` names each offending field."""
+
+    status = 422
+    slug = "validation-error"
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
+        self.errors = errors
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.errors = self.errors
+        return problem
+
+
+class UnknownCourses(ProblemError):
+    """An assignment names courses that do not exist; nothing was written."""
+
+    status = 422
+    slug = "unknown-courses"
+
+    def __init__(self, course_ids: list[int]) -> None:
+        self.course_ids = sorted(course_ids)
+        super().__init__(f"no course has the id {', '.join(map(str, self.course_ids))}")
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.unknown_course_ids = self.course_ids
+        return problem
+
+
+class Unavailable(ProblemError):
+    status = 503
+    slug = "database-unavailable"
+
+
+def problem_type(slug: str) -> str:
+    return f"urn:enrollment:problem:{slug}"
+
+
+def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+    return Response(
+        msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+# msgspec ends its messages with "- at `$.course_ids[1]`"; a missing field is named inside.
+_AT_PATH = re.compile(r"\s*- at `\$\.?(?P<path>[^`]*)`$")
+_MISSING = re.compile(r"missing required field `(?P<field>[^`]+)`")
+
+
+def field_error(message: str, *, default_field: str, source: str = "body") -> FieldError:
+    """Turn one msgspec/Litestar message into a FieldError naming the field."""
+    field = default_field
+    if match := _AT_PATH.search(message):
+        message = message[: match.start()]
+        field = match["path"] or default_field
+    if match := _MISSING.search(message):
+        field = f"{field}.{match['field']}" if field != default_field else match["field"]
+    return FieldError(field=field, message=message, source=source)
+
+
+def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidInput:
+    """A body that msgspec refused, as the 422 the contract asks for."""
+    if isinstance(exc, msgspec.ValidationError):
+        return InvalidInput([field_error(str(exc), default_field="body")])
+    return InvalidInput([FieldError(field="body", message=f"not a valid JSON document: {exc}")])
+
+
+def _from_problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
+    headers = {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
+    return problem_response(exc.problem(), headers)
+
+
+def _from_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    errors = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        source = str(getattr(item.get("source"), "value", None) or item.get("source") or "body")
+        key = str(item.get("key") or "body")
+        default = "body" if key == "data" else key
+        errors.append(
+            field_error(str(item.get("message", "invalid value")), default_field=default, source=source)
+        )
+    if not errors:
+        errors = [FieldError(field="body", message=exc.detail)]
+    return problem_response(InvalidInput(errors).problem())
+
+
+def _from_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    status = exc.status_code
+    if status == 400:
+        # Litestar answers 400 for bodies it cannot parse; the contract has one status for a bad body.
+        return problem_response(InvalidInput([FieldError(field="body", message=exc.detail)]).problem())
+    phrase = HTTPStatus(status).phrase
+    detail = exc.detail if exc.detail and exc.detail != phrase else _DEFAULT_DETAIL.get(status, phrase)
+    slug = _SLUGS.get(status, "http-error")
+    problem = Problem(type=problem_type(slug), title=phrase, status=status, detail=detail)
+    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+
+
+def _from_database_outage(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.warning("database unavailable for %s %s: %r", request.method, request.url.path, exc)
+    return _from_problem_error(request, Unavailable("the database is not answering; retry shortly"))
+
+
+def _from_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    problem = Problem(
+        type=problem_type("internal-error"),
+        title=HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
+        status=500,
+        detail="the server failed to answer this request; it has been logged",
+    )
+    return problem_response(problem)
+
+
+_SLUGS = {
+    404: "not-found",
+    405: "method-not-allowed",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+}
+_DEFAULT_DETAIL = {404: "no resource at this path", 405: "this method is not allowed on this path"}
+
+# Failures that mean "the database is away or overloaded", not "the request was wrong".
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+)
+
+EXCEPTION_HANDLERS: ExceptionHandlersMap = {
+    ProblemError: _from_problem_error,
+    ValidationException: _from_validation,
+    HTTPException: _from_http,
+    **dict.fromkeys(DATABASE_OUTAGES, _from_database_outage),
+    Exception: _from_unexpected,
+}
+
+_DESCRIPTIONS = {
+    404: "Not found (problem+json).",
+    409: "Conflict with existing data (problem+json).",
+    422: "Invalid input; `errors` names each offending field (problem+json).",
+    503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
+}
+
+
+def problem_responses(*statuses: int, overrides: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems an operation can answer with."""
+    descriptions = {**_DESCRIPTIONS, **(overrides or {})}
+    return {
+        status: ResponseSpec(
+            Problem, description=descriptions[status], media_type=PROBLEM_JSON, generate_examples=False
+        )
+        for status in (*statuses, 503)
+    }

@@ -1,0 +1,35 @@
+"""Probes for orchestrators: /health (the process) and /ready (the database too)."""
+
+import asyncio
+
+import msgspec
+from litestar import get
+
+from service.errors import Unavailable, problem_responses
+from service.params import Db
+
+READY_TIMEOUT_S = 1.5
+
+
+class Status(msgspec.Struct):
+    status: str
+
+
+@get("/health", operation_id="Health", summary="The process is up (no database call)", tags=["operations"])
+async def health() -> Status:
+    return Status(status="ok")
+
+
+@get(
+    "/ready",
+    operation_id="Ready",
+    summary="The database answers: send traffic here",
+    tags=["operations"],
+    responses=problem_responses(),
+)
+async def ready(db: Db) -> Status:
+    try:
+        await asyncio.wait_for(db.ping(), READY_TIMEOUT_S)
+    except Exception as exc:  # any failure to answer means "not ready"
+        raise Unavailable(f"the database did not answer within {READY_TIMEOUT_S} s") from exc
+    return Status(status="ready")

@@ -1,0 +1,32 @@
+"""Path and query parameters shared by every resource, with the contract's bounds."""
+
+from typing import Annotated
+
+import msgspec
+from litestar.di import NamedDependency
+from litestar.params import Parameter, SkipValidation
+
+from service.db import Database
+
+MAX_ID = 2**63 - 1
+
+# OpenAPI renders a float for le=2**63-1; schema_extra keeps the exact integer bounds.
+_ID_BOUNDS = {"minimum": 1, "maximum": MAX_ID}
+
+# Path segments are declared `:str` so a non-integer is a named 422, not a router 404.
+StudentId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Student id.", schema_extra=_ID_BOUNDS)]
+CourseIdParam = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Course id.", schema_extra=_ID_BOUNDS)]
+Limit = Annotated[
+    int,
+    Parameter(ge=1, le=500, description="Page size (1..500).", schema_extra={"minimum": 1, "maximum": 500}),
+]
+After = Annotated[
+    int | None,
+    Parameter(ge=1, le=MAX_ID, description="The last id of the previous page.", schema_extra=_ID_BOUNDS),
+]
+
+# An id inside a request body.
+BodyId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+
+# The pool handle every handler gets, injected by name and never validated per request.
+Db = NamedDependency[SkipValidation[Database]]

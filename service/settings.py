@@ -1,0 +1,93 @@
+"""Settings read once from the environment; every knob has a documented default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    pool_min_size: int = 2
+    pool_max_size: int = 16
+    # Server-side limit for one statement, and the client-side wait for any reply.
+    statement_timeout_ms: int = 3000
+    # How long a request waits for a free pooled connection before it gets a 503.
+    pool_acquire_timeout_s: float = 2.0
+    connect_timeout_s: float = 2.0
+    # 0 for PgBouncer in transaction mode (no named prepared statements).
+    statement_cache_size: int = 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from environment variables, failing with one clear message."""
+        env = os.environ if environ is None else environ
+        database_url = env.get("DATABASE_URL", "")
+        if not database_url:
+            raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/enrollment)")
+        check_database_url(database_url)
+        given: dict[str, Any] = {
+            "host": env.get("HOST") or None,
+            "port": _int(env, "PORT", 1, 65535),
+            "workers": _int(env, "WORKERS", 1, 64),
+            "pool_min_size": _int(env, "DB_POOL_MIN", 0, 1000),
+            "pool_max_size": _int(env, "DB_POOL_MAX", 1, 1000),
+            "statement_timeout_ms": _int(env, "DB_STATEMENT_TIMEOUT_MS", 1, 600_000),
+            "pool_acquire_timeout_s": _seconds(env, "DB_ACQUIRE_TIMEOUT_S"),
+            "connect_timeout_s": _seconds(env, "DB_CONNECT_TIMEOUT_S"),
+            "statement_cache_size": _int(env, "DB_STATEMENT_CACHE_SIZE", 0, 100_000),
+        }
+        settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
+        if settings.pool_min_size > settings.pool_max_size:
+            raise SettingsError("DB_POOL_MIN must not exceed DB_POOL_MAX")
+        return settings
+
+
+def check_database_url(url: str) -> None:
+    """Reject anything that is not a postgresql:// URL before a driver sees it."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise SettingsError(f"DATABASE_URL is malformed: {exc}") from None
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise SettingsError(f"DATABASE_URL must start with postgresql://, not {parts.scheme or url!r}")
+    if not parts.path.strip("/"):
+        raise SettingsError("DATABASE_URL names no database (postgresql://user@host:port/DATABASE)")
+
+
+def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, not {raw!r}") from None
+    if not 0 < value <= 600:
+        raise SettingsError(f"{name} must be between 0 and 600 seconds, not {value}")
+    return value

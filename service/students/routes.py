@@ -1,0 +1,61 @@
+"""HTTP routes of /students."""
+
+from litestar import Controller, Response, delete, get, patch, post
+from litestar.params import JSONBody
+
+from service.errors import problem_responses
+from service.pagination import DEFAULT_LIMIT, Page
+from service.params import After, Db, Limit, StudentId
+from service.students import repository
+from service.students.schemas import Student, StudentCreate, StudentUpdate
+
+
+class StudentController(Controller):
+    path = "/students"
+    tags = ("students",)
+
+    @post(
+        operation_id="CreateStudent",
+        summary="Create a student",
+        responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
+    )
+    async def create(self, db: Db, data: JSONBody[StudentCreate]) -> Response[Student]:
+        student = await repository.create_student(db, new=data)
+        return Response(student, status_code=201, headers={"Location": f"/students/{student.id}"})
+
+    @get(
+        operation_id="ListStudents",
+        summary="List students, a keyset page at a time",
+        responses=problem_responses(422),
+    )
+    async def list(self, db: Db, limit: Limit = DEFAULT_LIMIT, after: After = None) -> Page[Student]:
+        return await repository.list_students(db, after=after, limit=limit)
+
+    @get(
+        "/{student_id:str}",
+        operation_id="GetStudent",
+        summary="Get a student",
+        responses=problem_responses(404, 422),
+    )
+    async def get(self, db: Db, student_id: StudentId) -> Student:
+        return await repository.get_student(db, student_id=student_id)
+
+    @patch(
+        "/{student_id:str}",
+        operation_id="UpdateStudent",
+        summary="Change a student's name or email",
+        responses=problem_responses(
+            404, 409, 422, overrides={409: "The email is taken (case-insensitively)."}
+        ),
+    )
+    async def update(self, db: Db, student_id: StudentId, data: JSONBody[StudentUpdate]) -> Student:
+        return await repository.update_student(db, student_id=student_id, changes=data)
+
+    @delete(
+        "/{student_id:str}",
+        operation_id="DeleteStudent",
+        summary="Delete a student and their enrollments",
+        responses=problem_responses(404, 422),
+    )
+    async def delete(self, db: Db, student_id: StudentId) -> None:
+        await repository.delete_student(db, student_id=student_id)

@@ -1,0 +1,3 @@
+DELETE FROM courses
+ WHERE id = $1
+RETURNING id;

@@ -1,0 +1,3 @@
+SELECT id, code, title, created_at
+  FROM courses
+ WHERE id = $1;

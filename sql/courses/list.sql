@@ -1,0 +1,6 @@
+-- Keyset page: $1 the last id already seen (0 for the first page), $2 rows to fetch.
+SELECT id, code, title, created_at
+  FROM courses
+ WHERE id > $1
+ ORDER BY id
+ LIMIT $2;

@@ -1,0 +1,46 @@
+"""Small helpers shared by the test modules."""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Any
+
+import httpx
+
+PROBLEM_JSON = "application/problem+json"
+MAX_ID = 2**63 - 1
+BAD_IDS = ["0", "-1", str(2**63), "abc", "1.5"]
+
+_serial = count(1)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{next(_serial)}"
+
+
+async def new_student(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"name": "Ada Lovelace", "email": f"{unique('ada')}@example.org", **fields}
+    response = await client.post("/students", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+async def new_course(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    body = {"code": unique("CS"), "title": "Analytical Engines", **fields}
+    response = await client.post("/courses", json=body)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def assert_problem(response: httpx.Response, status: int, *, field: str | None = None) -> dict[str, Any]:
+    """The answer is an RFC 9457 problem with this status (and names `field`, if given)."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body = dict(response.json())
+    assert body["status"] == status
+    assert body["type"]
+    assert body["title"]
+    assert body["detail"]
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+    return body
