@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import version
 from typing import Any
 
 from litestar import Litestar, Response, Router
@@ -14,6 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPI, Tag
 
+from service import __version__
 from service.courses.routes import CourseController
 from service.db import Database, check_queries
 from service.errors import EXCEPTION_HANDLERS, Problem, problem_response, problem_type
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 def _openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Enrollment API",
-        version=version("enrollment-service"),
+        version=__version__,
         description="Students, courses and which student takes which course.",
         tags=[
             Tag(name="students", description="People who take courses."),
@@ -77,7 +77,9 @@ def _openapi_config() -> OpenAPIConfig:
         ],
         path="/schema",
         render_plugins=[SwaggerRenderPlugin(path="/swagger")],
-        openapi_router=Router("/schema", route_handlers=[], after_request=_problem_for_html_404),
+        openapi_router=Router(
+            "/schema", route_handlers=[], include_in_schema=False, after_request=_problem_for_html_404
+        ),
         create_examples=False,
     )
 

@@ -1,0 +1,70 @@
+"""Migrations: `make migrate` applies, is idempotent and safe in parallel; rollback undoes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from service import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    finally:
+        await conn.close()
+    return {r["tablename"] for r in rows if not r["tablename"].startswith(("_yoyo", "yoyo"))}
+
+
+async def test_apply_creates_the_tables_and_a_second_apply_does_nothing(empty_database_url: str) -> None:
+    first = migrate.apply(empty_database_url)
+    assert first[0] == "0001_students_and_courses"
+    assert {"students", "courses"} <= await tables(empty_database_url)
+    assert migrate.apply(empty_database_url) == []
+
+
+async def test_rollback_undoes_the_newest_migration_only(empty_database_url: str) -> None:
+    applied = migrate.apply(empty_database_url)
+    assert migrate.rollback(empty_database_url) == [applied[-1]]
+    assert migrate.applied(empty_database_url) == applied[:-1]
+    while migrate.rollback(empty_database_url):
+        pass
+    assert await tables(empty_database_url) == set()
+    assert migrate.apply(empty_database_url) == applied
+
+
+async def test_the_unique_indexes_are_case_insensitive(empty_database_url: str) -> None:
+    migrate.apply(empty_database_url)
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute("INSERT INTO students (name, email) VALUES ('A', 'a@b.io')")
+        with pytest.raises(asyncpg.UniqueViolationError) as raised:
+            await conn.execute("INSERT INTO students (name, email) VALUES ('B', 'A@B.IO')")
+        assert raised.value.constraint_name == "students_email_key"
+    finally:
+        await conn.close()
+
+
+async def test_two_migrate_commands_at_once_both_succeed(empty_database_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": empty_database_url}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "service.migrate", "apply", cwd=ROOT, env=env, stdout=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
+    outputs = await asyncio.gather(*(p.communicate() for p in procs))
+    assert [p.returncode for p in procs] == [0, 0]
+    said = sorted(out.decode() for out, _ in outputs)
+    assert said[0].startswith("applied: 0001_students_and_courses")
+    assert said[1].startswith("nothing to apply")
+    assert migrate.apply(empty_database_url) == []

@@ -1,0 +1,66 @@
+"""The published OpenAPI document describes the contract."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpers import assert_problem
+from litestar.testing import AsyncTestClient
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+METHODS = ("get", "post", "put", "patch", "delete")
+
+
+async def openapi(client: Client) -> dict[str, Any]:
+    response = await client.get("/schema/openapi.json")
+    assert response.status_code == 200
+    return dict(response.json())
+
+
+def operations(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        op["operationId"]: op
+        for item in doc["paths"].values()
+        for method, op in item.items()
+        if method in METHODS
+    }
+
+
+async def test_the_document_has_title_version_and_tags(client: Client) -> None:
+    doc = await openapi(client)
+    assert doc["info"]["title"] == "Enrollment API"
+    assert doc["info"]["version"]
+    assert {"students", "courses", "operations"} <= {t["name"] for t in doc["tags"]}
+
+
+async def test_every_operation_has_a_summary_a_tag_and_problem_responses(client: Client) -> None:
+    for name, op in operations(await openapi(client)).items():
+        assert op.get("summary"), name
+        assert op.get("tags"), name
+        assert "400" not in op["responses"], f"{name} documents Litestar's legacy 400"
+        for status, response in op["responses"].items():
+            if status.startswith(("4", "5")):
+                assert "application/problem+json" in response["content"], (name, status)
+
+
+async def test_the_student_operations_document_their_bodies_and_errors(client: Client) -> None:
+    ops = operations(await openapi(client))
+    assert set(ops["CreateStudent"]["responses"]) >= {"201", "409", "422"}
+    assert "requestBody" in ops["CreateStudent"]
+    assert set(ops["GetStudent"]["responses"]) >= {"200", "404", "422"}
+    assert set(ops["UpdateStudent"]["responses"]) >= {"200", "404", "409", "422"}
+    assert set(ops["DeleteStudent"]["responses"]) >= {"204", "404", "422"}
+    student_id = ops["GetStudent"]["parameters"][0]["schema"]
+    assert student_id["minimum"] == 1
+    assert student_id["maximum"] == 2**63 - 1
+
+
+async def test_the_docs_pages_are_served(client: Client) -> None:
+    for path in ("/schema", "/schema/swagger"):
+        response = await client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["content-type"].startswith("text/html")
+
+
+async def test_an_unknown_schema_path_is_a_404_problem(client: Client) -> None:
+    assert_problem(await client.get("/schema/nothing"), 404)

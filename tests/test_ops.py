@@ -1,0 +1,101 @@
+"""Probes, the error shape of framework errors, and start-up failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from helpers import PROBLEM_JSON, assert_problem
+from litestar import Litestar, get
+from litestar.testing import AsyncTestClient
+
+from service.db import Queries, QueryError, check_queries
+from service.errors import EXCEPTION_HANDLERS
+
+Client = AsyncTestClient  # type: ignore[type-arg]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def test_health_answers_ok(client: Client) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_ready_answers_200_when_the_database_answers(client: Client) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready"}
+
+
+async def test_an_unknown_route_is_a_404_problem(client: Client) -> None:
+    assert_problem(await client.get("/nothing/here"), 404)
+
+
+async def test_a_wrong_method_is_a_405_problem_that_keeps_allow(client: Client) -> None:
+    response = await client.put("/students")
+    assert_problem(response, 405)
+    assert {"GET", "POST"} <= {m.strip() for m in response.headers["allow"].split(",")}
+
+
+async def test_a_non_json_content_type_is_refused(client: Client) -> None:
+    response = await client.post("/students", content=b"name=A", headers={"content-type": "text/plain"})
+    assert response.status_code in (415, 422)
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+
+
+async def test_an_unexpected_failure_is_a_500_problem_without_internals() -> None:
+    @get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("password=hunter2 at /srv/secret.py line 3")
+
+    app = Litestar([boom], exception_handlers=EXCEPTION_HANDLERS)
+    async with AsyncTestClient(app) as client:
+        response = await client.get("/boom")
+    body = assert_problem(response, 500)
+    assert "hunter2" not in response.text
+    assert "Traceback" not in response.text
+    assert body["title"] == "Internal Server Error"
+
+
+async def test_a_broken_sql_file_is_named_when_statements_are_checked(
+    tmp_path: Path, migrated_url: str
+) -> None:
+    (tmp_path / "things").mkdir()
+    (tmp_path / "things" / "fine.sql").write_text("SELECT 1")
+    (tmp_path / "things" / "broken.sql").write_text("SELEC id FROM nowhere")
+    conn = await asyncpg.connect(migrated_url)
+    try:
+        with pytest.raises(QueryError, match=r"sql/things/broken\.sql"):
+            await check_queries(conn, Queries(tmp_path))
+    finally:
+        await conn.close()
+
+
+async def test_every_shipped_sql_file_prepares(db: asyncpg.Connection) -> None:
+    await check_queries(db)
+
+
+def run_service(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=30
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("mysql://root@localhost/db", "postgresql://"),
+        ("postgresql://u@localhost:notaport/db", "malformed"),
+        ("postgresql://postgres@127.0.0.1:1/enrollment", "cannot start"),
+    ],
+)
+def test_a_bad_database_url_ends_in_one_clear_line_and_a_non_zero_exit(url: str, says: str) -> None:
+    result = run_service({"DATABASE_URL": url, "PATH": "/usr/bin:/bin", "DB_CONNECT_TIMEOUT_S": "2"})
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert says in lines[0]
