@@ -16,6 +16,7 @@ from litestar.openapi.spec import OpenAPI, Tag
 from service import __version__
 from service.courses.routes import CourseController
 from service.db import Database, check_queries
+from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import EXCEPTION_HANDLERS, Problem, problem_response, problem_type
 from service.ops import health, ready
 from service.settings import Settings
@@ -35,7 +36,7 @@ class DatabaseLifespan:
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
-        self.db = await Database.connect(self.settings)
+        self.db = app.state.db = await Database.connect(self.settings)
         try:
             async with self.db.connection() as conn:
                 await check_queries(conn)
@@ -53,7 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     database = DatabaseLifespan(settings)
     app = Litestar(
-        route_handlers=[StudentController, CourseController, health, ready],
+        route_handlers=[StudentController, CourseController, *ENROLLMENT_ROUTES, health, ready],
         dependencies={"db": Provide(database.provide, sync_to_thread=False, use_cache=True)},
         lifespan=[database],
         exception_handlers=EXCEPTION_HANDLERS,

@@ -147,6 +147,11 @@ class Database:
             row = await conn.fetchrow(query.sql, *args)
         return None if row is None else into(**row)
 
+    async def fetch_rows(self, query: Query, *args: Any) -> list[asyncpg.Record]:
+        """All rows of `query` as they come."""
+        async with self.connection() as conn:
+            return list(await conn.fetch(query.sql, *args))
+
     async def fetch_row(self, query: Query, *args: Any) -> asyncpg.Record | None:
         """The first row of `query` as it comes (for statements that answer several things)."""
         async with self.connection() as conn:

@@ -7,6 +7,7 @@ real PostgreSQL from the `pgserver` wheel, with its data under `.data/`.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -21,6 +22,8 @@ _servers: dict[Path, Any] = {}
 
 def start_embedded(data_dir: Path = DATA_DIR / "postgres") -> str:
     """Start (or reuse) the embedded server and answer a URL of its server-wide `postgres` database."""
+    # pgserver warns about XDG_RUNTIME_DIR on every import; it falls back to /tmp, which is fine.
+    warnings.filterwarnings("ignore", module="platformdirs")
     import pgserver  # dev-only dependency: the deployed image always has DATABASE_URL
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from itertools import count
 from typing import Any
 
 import httpx
+import msgspec
+
+from service.enrollments.schemas import EnrolledCourse
 
 PROBLEM_JSON = "application/problem+json"
 MAX_ID = 2**63 - 1
@@ -44,3 +48,17 @@ def assert_problem(response: httpx.Response, status: int, *, field: str | None =
     if field is not None:
         assert field in [e["field"] for e in body["errors"]], body
     return body
+
+
+def course_list(response: httpx.Response) -> list[dict[str, Any]]:
+    """A 200 course list, checked against the documented EnrolledCourse shape."""
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    courses = msgspec.json.decode(response.content, type=list[EnrolledCourse])  # strict: exact types
+    assert [c.id for c in courses] == sorted(c.id for c in courses)
+    assert all(c.enrolled_at.utcoffset() == timedelta(0) for c in courses)
+    return list(response.json())
+
+
+def ids(courses: list[dict[str, Any]]) -> list[int]:
+    return [c["id"] for c in courses]

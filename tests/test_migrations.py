@@ -68,3 +68,27 @@ async def test_two_migrate_commands_at_once_both_succeed(empty_database_url: str
     assert said[0].startswith("applied: 0001_students_and_courses")
     assert said[1].startswith("nothing to apply")
     assert migrate.apply(empty_database_url) == []
+
+
+async def test_0002_applies_and_rolls_back_on_a_database_holding_students_and_courses(
+    empty_database_url: str,
+) -> None:
+    migrate.apply(empty_database_url)
+    migrate.rollback(empty_database_url)  # back to 0001 only
+    assert migrate.applied(empty_database_url) == ["0001_students_and_courses"]
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute("INSERT INTO students (name, email) VALUES ('A', 'a@b.io'), ('B', 'b@b.io')")
+        await conn.execute("INSERT INTO courses (code, title) VALUES ('C1', 'One')")
+        assert migrate.apply(empty_database_url) == ["0002_student_courses"]
+        await conn.execute(
+            "INSERT INTO student_courses (student_id, course_id) SELECT s.id, c.id FROM students s, courses c"
+        )
+        indexes = await conn.fetch("SELECT indexdef FROM pg_indexes WHERE tablename = 'student_courses'")
+        assert any("(course_id, student_id)" in r["indexdef"] for r in indexes)
+        assert migrate.rollback(empty_database_url) == ["0002_student_courses"]
+        assert await tables(empty_database_url) == {"students", "courses"}
+        assert await conn.fetchval("SELECT count(*) FROM students") == 2
+        assert await conn.fetchval("SELECT count(*) FROM courses") == 1
+    finally:
+        await conn.close()

@@ -64,3 +64,37 @@ async def test_the_docs_pages_are_served(client: Client) -> None:
 
 async def test_an_unknown_schema_path_is_a_404_problem(client: Client) -> None:
     assert_problem(await client.get("/schema/nothing"), 404)
+
+
+async def test_the_five_enrollment_operations_are_documented(client: Client) -> None:
+    doc = await openapi(client)
+    ops = operations(doc)
+    for name in (
+        "AssignCourses",
+        "ReplaceCourses",
+        "ListStudentCourses",
+        "RemoveCourse",
+        "ListCourseStudents",
+    ):
+        assert name in ops, name
+        assert "enrollments" in ops[name]["tags"]
+        assert {"404", "422"} <= set(ops[name]["responses"]), name
+    for name in ("AssignCourses", "ReplaceCourses"):
+        body = ops[name]["requestBody"]["content"]["application/json"]["schema"]
+        assert body["$ref"].rsplit("/", 1)[1] in doc["components"]["schemas"]
+    for name in ("AssignCourses", "ReplaceCourses", "ListStudentCourses"):
+        ok = ops[name]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok["type"] == "array"
+        assert ok["items"]["$ref"].endswith("/EnrolledCourse")
+    enrolled = doc["components"]["schemas"]["EnrolledCourse"]
+    assert set(enrolled["required"]) == {"id", "code", "title", "enrolled_at"}
+    assert "unknown_course_ids" in doc["components"]["schemas"]["Problem"]["properties"]
+    assert "409" in ops["DeleteCourse"]["responses"]
+
+
+async def test_the_assignment_bounds_are_documented(client: Client) -> None:
+    schemas = (await openapi(client))["components"]["schemas"]
+    assert schemas["CourseAssignment"]["properties"]["course_ids"]["minItems"] == 1
+    assert schemas["CourseAssignment"]["properties"]["course_ids"]["maxItems"] == 1000
+    assert schemas["CourseReplacement"]["properties"]["course_ids"].get("minItems", 0) == 0
+    assert schemas["CourseReplacement"]["properties"]["course_ids"]["maxItems"] == 1000

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
-from helpers import BAD_IDS, MAX_ID, assert_problem, new_student, unique
+from helpers import BAD_IDS, MAX_ID, assert_problem, course_list, ids, new_course, new_student, unique
 from litestar.testing import AsyncTestClient
 
 Client = AsyncTestClient  # type: ignore[type-arg]
@@ -219,3 +219,46 @@ async def test_list_parameters_out_of_bounds_are_422(
     client: Client, params: dict[str, object], field: str
 ) -> None:
     assert_problem(await client.get("/students", params=params), 422, field=field)
+
+
+# A student's courses (the named tests of the original task list; the rest of the
+# enrollment rules are in test_enrollments.py).
+
+
+async def test_assign_courses(client: Client, db: asyncpg.Connection) -> None:
+    student = await new_student(client)
+    courses = [await new_course(client) for _ in range(3)]
+    response = await client.post(
+        f"/students/{student['id']}/courses", json={"course_ids": [c["id"] for c in courses]}
+    )
+    answered = course_list(response)
+    assert ids(answered) == [c["id"] for c in courses]
+    assert [(c["code"], c["title"]) for c in answered] == [(c["code"], c["title"]) for c in courses]
+    assert await db.fetchval("SELECT count(*) FROM student_courses WHERE student_id = $1", student["id"]) == 3
+
+
+async def test_get_courses(client: Client) -> None:
+    student = await new_student(client)
+    assert course_list(await client.get(f"/students/{student['id']}/courses")) == []
+    first, second = await new_course(client), await new_course(client)
+    assigned = course_list(
+        await client.post(
+            f"/students/{student['id']}/courses", json={"course_ids": [second["id"], first["id"]]}
+        )
+    )
+    listed = course_list(await client.get(f"/students/{student['id']}/courses"))
+    assert listed == assigned
+    assert ids(listed) == [first["id"], second["id"]]
+    assert set(listed[0]) == {"id", "code", "title", "enrolled_at"}
+
+
+async def test_assign_invalid_course(client: Client, db: asyncpg.Connection) -> None:
+    student = await new_student(client)
+    course = await new_course(client)
+    missing = [MAX_ID, 999_999_999, 424_242]
+    response = await client.post(
+        f"/students/{student['id']}/courses", json={"course_ids": [missing[0], course["id"], *missing[1:]]}
+    )
+    body = assert_problem(response, 422)
+    assert body["unknown_course_ids"] == sorted(missing)
+    assert await db.fetchval("SELECT count(*) FROM student_courses") == 0

@@ -54,5 +54,10 @@ async def update_course(db: Database, *, course_id: int, changes: CourseUpdate) 
 
 
 async def delete_course(db: Database, *, course_id: int) -> None:
-    if await db.fetch_value(_queries.delete, course_id) is None:
+    """Delete a course; refused while anyone is enrolled (the foreign key decides, ON DELETE RESTRICT)."""
+    try:
+        deleted = await db.fetch_value(_queries.delete, course_id)
+    except asyncpg.ForeignKeyViolationError:
+        raise Conflict(f"course {course_id} has enrolled students; remove their enrollments first") from None
+    if deleted is None:
         raise course_not_found(course_id)

@@ -55,7 +55,9 @@ class CourseController(Controller):
         "/{course_id:str}",
         operation_id="DeleteCourse",
         summary="Delete a course that nobody is enrolled in",
-        responses=problem_responses(404, 422),
+        responses=problem_responses(
+            404, 409, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
+        ),
     )
     async def delete(self, db: Db, course_id: CourseIdParam) -> None:
         await repository.delete_course(db, course_id=course_id)

@@ -1,0 +1,117 @@
+"""HTTP routes of the enrollments: a student's courses, and a course's students."""
+
+from typing import Any, TypeVar
+
+import msgspec
+from litestar import MediaType, Request, delete, get, post, put
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import JSONBody
+
+from service.enrollments import repository
+from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
+from service.errors import invalid_body, problem_responses
+from service.pagination import DEFAULT_LIMIT, Page
+from service.params import After, CourseIdParam, Db, Limit, StudentId
+from service.students.schemas import Student
+
+BodyT = TypeVar("BodyT", bound=msgspec.Struct)
+
+STUDENT_COURSES = "/students/{student_id:str}/courses"
+_UNKNOWN_COURSES = (
+    "Invalid input, or ids naming no course: then `unknown_course_ids` lists every one, sorted, "
+    "and nothing was written (problem+json)."
+)
+# The handlers answer JSON that PostgreSQL built; this documents its shape.
+_COURSE_LIST = ResponseSpec(
+    list[EnrolledCourse], description="The student's courses, ordered by id.", generate_examples=False
+)
+
+
+async def strict_body(request: Request[Any, Any, Any], model: type[BodyT]) -> BodyT:
+    """Decode the (cached) body again in msgspec's strict mode.
+
+    Litestar converts bodies leniently ("1", 1.0 and true pass as integers); the
+    contract refuses them.
+    """
+    try:
+        return msgspec.json.decode(await request.body(), type=model)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise invalid_body(exc) from None
+
+
+@get(
+    STUDENT_COURSES,
+    operation_id="ListStudentCourses",
+    summary="List a student's courses",
+    tags=["enrollments"],
+    media_type=MediaType.JSON,
+    responses={200: _COURSE_LIST, **problem_responses(404, 422)},
+)
+async def list_student_courses(db: Db, student_id: StudentId) -> bytes:
+    return await repository.list_courses(db, student_id=student_id)
+
+
+@post(
+    STUDENT_COURSES,
+    operation_id="AssignCourses",
+    summary="Enroll a student in courses (idempotent, all or nothing)",
+    tags=["enrollments"],
+    status_code=200,
+    media_type=MediaType.JSON,
+    responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
+)
+async def assign_courses(
+    db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseAssignment]
+) -> bytes:
+    assignment = await strict_body(request, CourseAssignment)
+    return await repository.assign_courses(db, student_id=student_id, course_ids=assignment.course_ids)
+
+
+@put(
+    STUDENT_COURSES,
+    operation_id="ReplaceCourses",
+    summary="Replace a student's set of courses ([] clears it)",
+    tags=["enrollments"],
+    media_type=MediaType.JSON,
+    responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
+)
+async def replace_courses(
+    db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseReplacement]
+) -> bytes:
+    replacement = await strict_body(request, CourseReplacement)
+    return await repository.replace_courses(db, student_id=student_id, course_ids=replacement.course_ids)
+
+
+@delete(
+    STUDENT_COURSES + "/{course_id:str}",
+    operation_id="RemoveCourse",
+    summary="Take a student out of one course",
+    tags=["enrollments"],
+    responses=problem_responses(
+        404, 422, overrides={404: "No such student, or the student is not enrolled in it (problem+json)."}
+    ),
+)
+async def remove_course(db: Db, student_id: StudentId, course_id: CourseIdParam) -> None:
+    await repository.remove_course(db, student_id=student_id, course_id=course_id)
+
+
+@get(
+    "/courses/{course_id:str}/students",
+    operation_id="ListCourseStudents",
+    summary="List the students enrolled in a course, a keyset page at a time",
+    tags=["enrollments"],
+    responses=problem_responses(404, 422),
+)
+async def list_course_students(
+    db: Db, course_id: CourseIdParam, limit: Limit = DEFAULT_LIMIT, after: After = None
+) -> Page[Student]:
+    return await repository.students_of_course(db, course_id=course_id, after=after, limit=limit)
+
+
+ENROLLMENT_ROUTES = [
+    list_student_courses,
+    assign_courses,
+    replace_courses,
+    remove_course,
+    list_course_students,
+]

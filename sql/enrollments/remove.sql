@@ -1,0 +1,11 @@
+-- DELETE /students/{id}/courses/{course_id}. $1 student id, $2 course id.
+-- Locks the student like every enrollment write; answers whether each existed.
+WITH student AS (
+    SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE
+), removed AS (
+    DELETE FROM student_courses
+     WHERE student_id = (SELECT id FROM student) AND course_id = $2
+    RETURNING course_id
+)
+SELECT EXISTS (SELECT FROM student) AS student_found,
+       EXISTS (SELECT FROM removed) AS enrollment_found;

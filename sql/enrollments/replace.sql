@@ -1,0 +1,37 @@
+-- PUT /students/{id}/courses, run after lock_student in the same transaction. $1 student id,
+-- $2 course ids (bigint[], may be empty). Replaces the student's set only when every id
+-- names a course; answers the unknown ids and the new list as JSON.
+WITH requested AS (
+    SELECT DISTINCT unnest($2::bigint[]) AS course_id
+), known AS (
+    SELECT c.id FROM courses c JOIN requested r ON r.course_id = c.id FOR KEY SHARE OF c
+), unknown AS (
+    SELECT coalesce(array_agg(r.course_id ORDER BY r.course_id), '{}') AS course_ids
+      FROM requested r
+     WHERE r.course_id NOT IN (SELECT id FROM known)
+), removed AS (
+    DELETE FROM student_courses sc
+     USING unknown
+     WHERE sc.student_id = $1
+       AND cardinality(unknown.course_ids) = 0
+       AND sc.course_id NOT IN (SELECT id FROM known)
+), inserted AS (
+    INSERT INTO student_courses (student_id, course_id)
+    SELECT $1, known.id
+      FROM known, unknown
+     WHERE cardinality(unknown.course_ids) = 0
+        ON CONFLICT (student_id, course_id) DO NOTHING
+    RETURNING course_id, enrolled_at
+), enrolled AS (
+    SELECT course_id, enrolled_at FROM student_courses
+     WHERE student_id = $1 AND course_id IN (SELECT id FROM known)
+     UNION ALL
+    SELECT course_id, enrolled_at FROM inserted
+)
+SELECT (SELECT course_ids FROM unknown) AS unknown_course_ids,
+       (SELECT coalesce(json_agg(json_build_object(
+                   'id', c.id, 'code', c.code, 'title', c.title,
+                   'enrolled_at', to_char(e.enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                   ORDER BY c.id), '[]')
+          FROM enrolled e
+          JOIN courses c ON c.id = e.course_id)::text AS courses;
