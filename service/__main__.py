@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 
 import asyncpg
@@ -17,12 +18,24 @@ import uvicorn
 from service import migrate
 from service.db import check_queries
 from service.devdb import resolve_database_url
+from service.errors import DATABASE_OUTAGES
 from service.settings import Settings
 
 
 async def preflight(settings: Settings) -> None:
-    """Connect once and prepare every statement."""
-    conn = await asyncpg.connect(settings.database_url, timeout=settings.connect_timeout_s)
+    """Prepare every statement once, if the database answers.
+
+    A database that is down is not fatal: replicas must come up without it (/ready
+    tells the load balancer) and connect when it returns.
+    """
+    try:
+        conn = await asyncpg.connect(settings.database_url, timeout=settings.connect_timeout_s)
+    except DATABASE_OUTAGES as exc:
+        print(
+            f"enrollment-service: warning: the database is unreachable ({exc}); starting anyway",
+            file=sys.stderr,
+        )
+        return
     try:
         await check_queries(conn)
     finally:
@@ -45,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     print(f"enrollment-service: serving on http://{settings.host}:{settings.port}", file=sys.stderr)
+    # uvicorn drains in-flight requests on SIGTERM/SIGINT, then re-raises the signal to the
+    # handler it found: make that a clean exit 0 rather than "killed by SIGTERM".
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda *_: sys.exit(0))
     uvicorn.run(
         "service.app:create_app",
         factory=True,

@@ -17,7 +17,8 @@ from service import __version__
 from service.courses.routes import CourseController
 from service.db import Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
-from service.errors import EXCEPTION_HANDLERS, Problem, problem_response, problem_type
+from service.errors import DATABASE_OUTAGES, EXCEPTION_HANDLERS, Problem, problem_response, problem_type
+from service.observability import MetricsController, RequestObserver, watch_pool
 from service.ops import health, ready
 from service.settings import Settings
 from service.students.routes import StudentController
@@ -36,17 +37,26 @@ class DatabaseLifespan:
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
-        self.db = app.state.db = await Database.connect(self.settings)
+        db = self.db = app.state.db = await Database.connect(self.settings)
+        watch_pool(size=db.pool.get_size, idle=db.pool.get_idle_size, waiting=lambda: db.waiting)
         try:
-            async with self.db.connection() as conn:
-                await check_queries(conn)
+            await _check_queries_if_reachable(db)
             yield
         finally:
-            await self.db.close()
+            await db.close()
 
     def provide(self) -> Database:
         assert self.db is not None, "the database is opened by the lifespan"
         return self.db
+
+
+async def _check_queries_if_reachable(db: Database) -> None:
+    """A broken SQL file stops start-up; a database that is down does not (it is checked later)."""
+    try:
+        async with db.connection() as conn:
+            await check_queries(conn)
+    except DATABASE_OUTAGES as exc:
+        log.warning("SQL files not checked: the database is unreachable (%s)", exc)
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
@@ -54,7 +64,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     database = DatabaseLifespan(settings)
     app = Litestar(
-        route_handlers=[StudentController, CourseController, *ENROLLMENT_ROUTES, health, ready],
+        route_handlers=[
+            StudentController,
+            CourseController,
+            *ENROLLMENT_ROUTES,
+            health,
+            ready,
+            MetricsController,
+        ],
         dependencies={"db": Provide(database.provide, sync_to_thread=False, use_cache=True)},
         lifespan=[database],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -62,6 +79,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=MAX_BODY_BYTES,
     )
     _drop_framework_400s(app.openapi_schema)
+    # Outermost, like Litestar's own CORS wrapper: it sees every request, routed or not.
+    app.asgi_handler = RequestObserver(app.asgi_handler, access_log=settings.access_log)
     return app
 
 

@@ -8,6 +8,7 @@ database at start-up, so a broken file stops the service before the first reques
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,11 +17,14 @@ from typing import Any, NamedTuple, TypeVar
 import asyncpg
 import msgspec
 
+from service.errors import DATABASE_OUTAGES
 from service.settings import Settings
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)
+
+log = logging.getLogger("service.db")
 
 
 class Query(NamedTuple):
@@ -90,32 +94,44 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
+    return await asyncpg.create_pool(
+        settings.database_url,
+        min_size=min_size,
+        max_size=settings.pool_max_size,
+        timeout=settings.connect_timeout_s,
+        # The client gives up a little after the server would have cancelled.
+        command_timeout=settings.statement_timeout_ms / 1000 + 1,
+        statement_cache_size=settings.statement_cache_size,
+        reset=_keep_session,
+        server_settings={
+            "timezone": "UTC",
+            "statement_timeout": str(settings.statement_timeout_ms),
+            "application_name": "enrollment-service",
+        },
+    )
+
+
 class Database:
     """An asyncpg pool whose every wait is bounded by the settings."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
+        self.waiting = 0  # requests waiting for a connection, for /metrics
         self._acquire_timeout = settings.pool_acquire_timeout_s
 
     @classmethod
     async def connect(cls, settings: Settings) -> Database:
-        """Open the pool; with a minimum size of 0 this succeeds while PostgreSQL is down."""
-        pool = await asyncpg.create_pool(
-            settings.database_url,
-            min_size=settings.pool_min_size,
-            max_size=settings.pool_max_size,
-            timeout=settings.connect_timeout_s,
-            # The client gives up a little after the server would have cancelled.
-            command_timeout=settings.statement_timeout_ms / 1000 + 1,
-            statement_cache_size=settings.statement_cache_size,
-            reset=_keep_session,
-            server_settings={
-                "timezone": "UTC",
-                "statement_timeout": str(settings.statement_timeout_ms),
-                "application_name": "enrollment-service",
-            },
-        )
-        return cls(pool, settings)
+        """Open the pool with its minimum of connections, or empty while PostgreSQL is down.
+
+        An empty pool connects on demand, so the service starts without its database
+        (/ready says 503) and recovers by itself when the database comes back.
+        """
+        try:
+            return cls(await _create_pool(settings, settings.pool_min_size), settings)
+        except DATABASE_OUTAGES as exc:
+            log.warning("database unreachable at start-up (%s); answering 503 until it is back", exc)
+            return cls(await _create_pool(settings, 0), settings)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Close the pool, terminating connections still busy after `grace_s` seconds."""
@@ -127,8 +143,15 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection, waiting at most the acquire timeout for one."""
-        async with self.pool.acquire(timeout=self._acquire_timeout) as conn:
+        self.waiting += 1
+        try:
+            conn = await self.pool.acquire(timeout=self._acquire_timeout)
+        finally:
+            self.waiting -= 1
+        try:
             yield conn
+        finally:
+            await self.pool.release(conn)
 
     async def ping(self) -> None:
         """One trivial round trip; raises when the database does not answer."""

@@ -19,6 +19,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from service.observability import request_id_of
+
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_S = "1"
 
@@ -40,6 +42,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
     unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
+    # The X-Request-ID of the request, to find its log line.
+    request_id: str | msgspec.UnsetType = msgspec.UNSET
 
 
 class ProblemError(Exception):
@@ -113,7 +117,12 @@ def problem_type(slug: str) -> str:
     return f"urn:enrollment:problem:{slug}"
 
 
-def problem_response(problem: Problem, headers: dict[str, str] | None = None) -> Response[bytes]:
+def problem_response(
+    problem: Problem, headers: dict[str, str] | None = None, *, request: Request[Any, Any, Any] | None = None
+) -> Response[bytes]:
+    """The problem as an application/problem+json answer, tagged with the request's id."""
+    if request is not None and (request_id := request_id_of(request.scope)):
+        problem.request_id = request_id
     return Response(
         msgspec.json.encode(problem),
         status_code=problem.status,
@@ -145,12 +154,12 @@ def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidI
     return InvalidInput([FieldError(field="body", message=f"not a valid JSON document: {exc}")])
 
 
-def _from_problem_error(_: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
+def _from_problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
     headers = {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
-    return problem_response(exc.problem(), headers)
+    return problem_response(exc.problem(), headers, request=request)
 
 
-def _from_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
     errors = []
     for item in exc.extra if isinstance(exc.extra, list) else []:
         source = str(getattr(item.get("source"), "value", None) or item.get("source") or "body")
@@ -161,19 +170,20 @@ def _from_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Res
         )
     if not errors:
         errors = [FieldError(field="body", message=exc.detail)]
-    return problem_response(InvalidInput(errors).problem())
+    return problem_response(InvalidInput(errors).problem(), request=request)
 
 
-def _from_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
     status = exc.status_code
     if status == 400:
         # Litestar answers 400 for bodies it cannot parse; the contract has one status for a bad body.
-        return problem_response(InvalidInput([FieldError(field="body", message=exc.detail)]).problem())
+        invalid = InvalidInput([FieldError(field="body", message=exc.detail)])
+        return problem_response(invalid.problem(), request=request)
     phrase = HTTPStatus(status).phrase
     detail = exc.detail if exc.detail and exc.detail != phrase else _DEFAULT_DETAIL.get(status, phrase)
     slug = _SLUGS.get(status, "http-error")
     problem = Problem(type=problem_type(slug), title=phrase, status=status, detail=detail)
-    return problem_response(problem, dict(exc.headers) if exc.headers else None)
+    return problem_response(problem, dict(exc.headers) if exc.headers else None, request=request)
 
 
 def _from_database_outage(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
@@ -182,14 +192,20 @@ def _from_database_outage(request: Request[Any, Any, Any], exc: Exception) -> Re
 
 
 def _from_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.exception("unhandled error in %s %s", request.method, request.url.path, exc_info=exc)
+    log.error(
+        "unhandled error in %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc_info=exc,
+    )
     problem = Problem(
         type=problem_type("internal-error"),
         title=HTTPStatus.INTERNAL_SERVER_ERROR.phrase,
         status=500,
         detail="the server failed to answer this request; it has been logged",
     )
-    return problem_response(problem)
+    return problem_response(problem, request=request)
 
 
 _SLUGS = {

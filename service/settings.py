@@ -28,6 +28,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     connect_timeout_s: float = 2.0
     # 0 for PgBouncer in transaction mode (no named prepared statements).
     statement_cache_size: int = 1024
+    # One JSON line per request on stdout.
+    access_log: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -47,6 +49,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "pool_acquire_timeout_s": _seconds(env, "DB_ACQUIRE_TIMEOUT_S"),
             "connect_timeout_s": _seconds(env, "DB_CONNECT_TIMEOUT_S"),
             "statement_cache_size": _int(env, "DB_STATEMENT_CACHE_SIZE", 0, 100_000),
+            "access_log": _bool(env, "ACCESS_LOG"),
         }
         settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
         if settings.pool_min_size > settings.pool_max_size:
@@ -91,3 +94,14 @@ def _seconds(env: Mapping[str, str], name: str) -> float | None:
     if not 0 < value <= 600:
         raise SettingsError(f"{name} must be between 0 and 600 seconds, not {value}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, not {raw!r}")

@@ -6,13 +6,16 @@ PostgreSQL when DATABASE_URL is not set) and drops it at the end.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
 
 import asyncpg
+import httpx
 import pytest
-from litestar.testing import AsyncTestClient
+from helpers import in_process
+from litestar import Litestar
 
 from service import migrate
 from service.app import create_app
@@ -75,10 +78,32 @@ def settings(migrated_url: str) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def session_client(settings: Settings) -> AsyncIterator[AsyncTestClient]:  # type: ignore[type-arg]
-    """One app (and one pool) for the whole run; its lifespan opens the real pool."""
-    async with AsyncTestClient(app=create_app(settings)) as client:
-        yield client
+async def app(settings: Settings) -> Litestar:
+    """One app (and one pool) for the whole run."""
+    return create_app(settings)
+
+
+@pytest.fixture(scope="session")
+async def session_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """A client calling the app in this event loop, so gathered requests really run in parallel.
+
+    The app's lifespan holds anyio scopes that must be left by the task that entered them,
+    and pytest-asyncio tears session fixtures down in another task: one task holds it here.
+    """
+    entered, leave = asyncio.Event(), asyncio.Event()
+    clients: list[httpx.AsyncClient] = []
+
+    async def hold() -> None:
+        async with in_process(app) as client:
+            clients.append(client)
+            entered.set()
+            await leave.wait()
+
+    holder = asyncio.create_task(hold())
+    await entered.wait()
+    yield clients[0]
+    leave.set()
+    await holder
 
 
 @pytest.fixture(scope="session")
@@ -90,7 +115,7 @@ async def db(migrated_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def client(session_client: AsyncTestClient, db: asyncpg.Connection) -> AsyncTestClient:  # type: ignore[type-arg]
+async def client(session_client: httpx.AsyncClient, db: asyncpg.Connection) -> httpx.AsyncClient:
     """The app client, with the data tables emptied first (yoyo's own tables are kept)."""
     await db.execute("TRUNCATE students, courses CASCADE")
     return session_client

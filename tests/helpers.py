@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from itertools import count
 from typing import Any
 
 import httpx
 import msgspec
+from litestar import Litestar
 
 from service.enrollments.schemas import EnrolledCourse
 
@@ -16,6 +19,19 @@ MAX_ID = 2**63 - 1
 BAD_IDS = ["0", "-1", str(2**63), "abc", "1.5"]
 
 _serial = count(1)
+
+
+@asynccontextmanager
+async def in_process(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and call it in this event loop.
+
+    Litestar's AsyncTestClient sends each request through a blocking portal, which
+    serialises "concurrent" requests; httpx's ASGITransport does not.
+    """
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
 
 
 def unique(prefix: str) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
 from helpers import BAD_IDS, MAX_ID, assert_problem, new_course, unique
-from litestar.testing import AsyncTestClient
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 
 
 async def test_creating_a_course_answers_201_with_location_and_body(client: Client) -> None:

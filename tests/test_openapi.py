@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from helpers import assert_problem
-from litestar.testing import AsyncTestClient
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 METHODS = ("get", "post", "put", "patch", "delete")
 
 

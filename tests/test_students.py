@@ -6,11 +6,11 @@ import asyncio
 from datetime import datetime, timedelta
 
 import asyncpg
+import httpx
 import pytest
 from helpers import BAD_IDS, MAX_ID, assert_problem, course_list, ids, new_course, new_student, unique
-from litestar.testing import AsyncTestClient
 
-Client = AsyncTestClient  # type: ignore[type-arg]
+Client = httpx.AsyncClient
 
 
 def assert_student_shape(body: dict[str, object]) -> None:

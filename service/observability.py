@@ -1,0 +1,117 @@
+"""What operators see: an X-Request-ID on every answer, one JSON log line per request,
+and Prometheus metrics (served at /metrics by Litestar's prometheus controller).
+
+`RequestObserver` wraps the whole application (routing included, so unknown paths are
+counted too) and costs a few microseconds per request: metric children are cached per
+label set and the log line is one `os.write` of a msgspec-encoded object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.plugins.prometheus import PrometheusController
+from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A caller's id is echoed only if it cannot smuggle anything into a header or a log line.
+_SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
+
+REQUESTS = Counter("enrollment_http_requests_total", "HTTP requests answered.", ["method", "route", "status"])
+LATENCY = Histogram(
+    "enrollment_http_request_duration_seconds",
+    "Time from the request's arrival to the end of its answer.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+POOL_SIZE = Gauge("enrollment_db_pool_connections", "Connections the pool holds open.")
+POOL_IDLE = Gauge("enrollment_db_pool_idle_connections", "Open connections not lent to a request.")
+POOL_WAITING = Gauge("enrollment_db_pool_waiting_requests", "Requests waiting for a pooled connection.")
+
+
+class MetricsController(PrometheusController):
+    """GET /metrics in Prometheus' text format (per worker process)."""
+
+    include_in_schema = False
+
+
+def watch_pool(size: Callable[[], int], idle: Callable[[], int], waiting: Callable[[], int]) -> None:
+    """Read the pool's numbers at scrape time, not per request."""
+    POOL_SIZE.set_function(size)
+    POOL_IDLE.set_function(idle)
+    POOL_WAITING.set_function(waiting)
+
+
+def request_id_of(scope: Scope) -> str | None:
+    """The id `RequestObserver` gave this request (None outside an observed request)."""
+    return scope.get("state", {}).get("request_id")
+
+
+class _AccessLine(msgspec.Struct):
+    ts: float
+    method: str
+    route: str
+    status: int
+    duration_ms: float
+    request_id: str
+    msg: str = "request"
+
+
+class RequestObserver:
+    """ASGI wrapper: request id in and out, then one log line and the metrics per request."""
+
+    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+        self.app = app
+        self.access_log = access_log
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._encoder = msgspec.json.Encoder()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != ScopeType.HTTP:
+            await self.app(scope, receive, send)
+            return
+        request_id = _request_id(scope["headers"])
+        scope["state"]["request_id"] = request_id
+        id_header = (REQUEST_ID_HEADER, request_id.encode())
+        status = 500  # what the client sees if the answer never starts
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), id_header]
+            await send(message)
+
+        start = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status, time.perf_counter() - start, request_id)
+
+    def _record(self, scope: HTTPScope, status: int, seconds: float, request_id: str) -> None:
+        method, route = scope["method"], scope.get("path_template") or "unmatched"
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = self._children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
+        children[0].inc()
+        children[1].observe(seconds)
+        if self.access_log:
+            line = _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)
+            os.write(1, self._encoder.encode(line) + b"\n")  # one write: lines never interleave
+
+
+def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    for name, value in headers:
+        if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
+            return value.decode()
+    return uuid.uuid4().hex
