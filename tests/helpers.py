@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +25,33 @@ MAX_ID = 2**63 - 1
 BAD_IDS = ["0", "-1", str(2**63), "abc", "1.5"]
 
 _serial = count(1)
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def running_service(database_url: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`python -m service` as deployed, on a free port; answers the process and its base URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "ACCESS_LOG": "false", **env}
+    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.1)
+        yield process, base
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 @asynccontextmanager

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from helpers import assert_problem, course_list, in_process, new_course, new_student
+from helpers import assert_problem, course_list, in_process, new_course, new_student, running_service
 from pgserver import _commands as pgserver_commands  # pg_ctl as the server's own OS user
 
 from service import migrate
@@ -163,29 +160,10 @@ async def test_a_body_over_64_kib_is_a_413_problem(client: Client, db: asyncpg.C
 # Graceful shutdown, with a real server process
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
-async def server(migrated_url: str) -> AsyncIterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": migrated_url, "PORT": str(port), "ACCESS_LOG": "false"}
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=env)  # noqa: ASYNC220
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base) as probe:
-        for _ in range(100):
-            try:
-                if (await probe.get("/health")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                await asyncio.sleep(0.1)
-    yield process, base
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+def server(migrated_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with running_service(migrated_url) as (process, base):
+        yield process, base
 
 
 async def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
