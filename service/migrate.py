@@ -1,4 +1,6 @@
-"""Schema migrations (yoyo, SQL files in migrations/): `python -m service.migrate apply|rollback|list`.
+"""Schema migrations (yoyo, SQL files in migrations/): `python -m service.migrate COMMAND`.
+
+Commands: apply, rollback (the newest), list (applied), break-lock (after a crash).
 
 This is the one migration command: `make migrate`, `make rollback` and the compose
 `migrate` service all run it. yoyo's lock makes concurrent runs safe; we wait for it
@@ -55,9 +57,14 @@ def applied(database_url: str) -> list[str]:
     return [m.id for m in migrations if backend.is_applied(m)]
 
 
+def break_lock(database_url: str) -> None:
+    """Clear the lock a killed migration run left behind."""
+    get_backend(yoyo_url(database_url)).break_lock()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service.migrate", description=__doc__)
-    parser.add_argument("command", choices=["apply", "rollback", "list"])
+    parser.add_argument("command", choices=["apply", "rollback", "list", "break-lock"])
     args = parser.parse_args(argv)
     try:
         database_url = resolve_database_url()
@@ -68,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "rollback":
             done = rollback(database_url)
             print(f"rolled back: {', '.join(done)}" if done else "nothing to roll back")
+        elif args.command == "break-lock":
+            break_lock(database_url)
+            print("migration lock cleared")
         else:
             print("\n".join(applied(database_url)) or "no migration applied")
     except Exception as exc:  # one clear line for operators, not a traceback wall

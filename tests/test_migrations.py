@@ -92,3 +92,19 @@ async def test_0002_applies_and_rolls_back_on_a_database_holding_students_and_co
         assert await conn.fetchval("SELECT count(*) FROM courses") == 1
     finally:
         await conn.close()
+
+
+async def test_break_lock_frees_a_lock_left_by_a_killed_run(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(migrate, "LOCK_TIMEOUT_S", 0.5)
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        migrate.apply(empty_database_url)  # creates yoyo's lock table
+        await conn.execute("INSERT INTO yoyo_lock (locked, ctime, pid) VALUES (1, now(), 424242)")
+        with pytest.raises(Exception, match="(?i)lock"):
+            migrate.apply(empty_database_url)
+        migrate.break_lock(empty_database_url)
+        assert migrate.apply(empty_database_url) == []
+    finally:
+        await conn.close()
