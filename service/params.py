@@ -28,5 +28,11 @@ After = Annotated[
 # An id inside a request body.
 BodyId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
+# Text PostgreSQL can store (no NUL character; msgspec already refuses lone surrogates)
+# that is not blank (at least one character that is not whitespace).
+STORABLE_TEXT = r"^(?=[\s\S]*\S)[^\x00]*$"
+# One @, no spaces or NULs, a dot in the domain. Deliverability is the mailer's job.
+EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
+
 # The pool handle every handler gets, injected by name and never validated per request.
 Db = NamedDependency[SkipValidation[Database]]

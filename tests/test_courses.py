@@ -52,6 +52,8 @@ async def test_concurrent_creates_with_the_same_code_give_exactly_one_201(
         ({"code": "C1", "title": "\t\n"}, "title"),
         ({"code": "C1", "title": "t" * 201}, "title"),
         ({"code": "C1", "title": False}, "title"),
+        ({"code": "C\u00001", "title": "T"}, "code"),  # PostgreSQL text cannot hold NUL
+        ({"code": "C1", "title": "T\u0000"}, "title"),
     ],
 )
 async def test_an_invalid_field_is_422_naming_it_and_writes_nothing(

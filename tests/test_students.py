@@ -71,6 +71,8 @@ async def test_concurrent_creates_with_the_same_email_give_exactly_one_201(
         ({"name": "A", "email": ""}, "email"),
         ({"name": "A", "email": "a@" + "b" * 250 + ".io"}, "email"),
         ({"name": "A", "email": ["a@b.io"]}, "email"),
+        ({"name": "A\u0000B", "email": "a@b.io"}, "name"),  # PostgreSQL text cannot hold NUL
+        ({"name": "A", "email": "a\u0000@b.io"}, "email"),
     ],
 )
 async def test_an_invalid_field_is_422_naming_it_and_writes_nothing(

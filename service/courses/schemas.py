@@ -5,18 +5,21 @@ from typing import Annotated
 
 import msgspec
 
+from service.params import STORABLE_TEXT
+
 Code = Annotated[
     str,
     msgspec.Meta(
         min_length=1,
         max_length=32,
-        pattern=r"\S",
+        pattern=STORABLE_TEXT,
         description="1..32 chars, unique case-insensitively.",
         examples=["CS101"],
     ),
 ]
 Title = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S", description="1..200 chars, not blank.")
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=STORABLE_TEXT, description="1..200 chars, not blank."),
 ]
 
 

@@ -5,16 +5,18 @@ from typing import Annotated
 
 import msgspec
 
+from service.params import EMAIL, STORABLE_TEXT
+
 Name = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\S", description="1..200 chars, not blank.")
+    str,
+    msgspec.Meta(min_length=1, max_length=200, pattern=STORABLE_TEXT, description="1..200 chars, not blank."),
 ]
-# Deliberately loose: one @, no spaces, a dot in the domain. Deliverability is the mailer's job.
 Email = Annotated[
     str,
     msgspec.Meta(
         min_length=3,
         max_length=254,
-        pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$",
+        pattern=EMAIL,
         description="An email address, unique case-insensitively.",
         examples=["ada@example.org"],
     ),
