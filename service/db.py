@@ -140,47 +140,60 @@ class Database:
         except TimeoutError:
             self.pool.terminate()
 
-    @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
-        """A pooled connection, waiting at most the acquire timeout for one."""
+    async def acquire(self) -> asyncpg.Connection:
+        """A pooled connection, after waiting at most the acquire timeout for one.
+
+        With an idle connection at hand nothing can wait, so skip the timeout: asyncpg
+        wraps a timed acquire in asyncio.wait_for, which costs about 4% of GET throughput.
+        """
+        if self.pool.get_idle_size():
+            return await self.pool.acquire()
         self.waiting += 1
         try:
-            conn = await self.pool.acquire(timeout=self._acquire_timeout)
+            return await self.pool.acquire(timeout=self._acquire_timeout)
         finally:
             self.waiting -= 1
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection for several statements (a transaction, say)."""
+        conn = await self.acquire()
         try:
             yield conn
         finally:
             await self.pool.release(conn)
 
+    # The one-statement helpers below acquire and release by hand: a context manager
+    # per request is measurable on the hot path.
+
     async def ping(self) -> None:
         """One trivial round trip; raises when the database does not answer."""
-        async with self.connection() as conn:
-            await conn.execute("SELECT 1")
+        await self._run("execute", "SELECT 1")
 
     async def fetch_all(self, query: Query, *args: Any, into: type[StructT]) -> list[StructT]:
         """All rows of `query`, each as an `into` Struct."""
-        async with self.connection() as conn:
-            rows = await conn.fetch(query.sql, *args)
-        return [into(**row) for row in rows]
+        return [into(**row) for row in await self._run("fetch", query.sql, *args)]
 
     async def fetch_one(self, query: Query, *args: Any, into: type[StructT]) -> StructT | None:
         """The first row of `query` as an `into` Struct, or None."""
-        async with self.connection() as conn:
-            row = await conn.fetchrow(query.sql, *args)
+        row = await self._run("fetchrow", query.sql, *args)
         return None if row is None else into(**row)
 
     async def fetch_rows(self, query: Query, *args: Any) -> list[asyncpg.Record]:
         """All rows of `query` as they come."""
-        async with self.connection() as conn:
-            return list(await conn.fetch(query.sql, *args))
+        return list(await self._run("fetch", query.sql, *args))
 
     async def fetch_row(self, query: Query, *args: Any) -> asyncpg.Record | None:
         """The first row of `query` as it comes (for statements that answer several things)."""
-        async with self.connection() as conn:
-            return await conn.fetchrow(query.sql, *args)
+        return await self._run("fetchrow", query.sql, *args)
 
     async def fetch_value(self, query: Query, *args: Any) -> Any:
         """The first column of the first row of `query`, or None."""
-        async with self.connection() as conn:
-            return await conn.fetchval(query.sql, *args)
+        return await self._run("fetchval", query.sql, *args)
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        conn = await self.acquire()
+        try:
+            return await getattr(conn, method)(sql, *args)
+        finally:
+            await self.pool.release(conn)

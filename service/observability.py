@@ -8,6 +8,7 @@ label set and the log line is one `os.write` of a msgspec-encoded object.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -110,8 +111,14 @@ class RequestObserver:
             os.write(1, self._encoder.encode(line) + b"\n")  # one write: lines never interleave
 
 
+# Generated ids: a random prefix per process and a counter, unique without a syscall
+# per request (uuid4 reads os.urandom each time).
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
 def _request_id(headers: Iterable[tuple[bytes, bytes]]) -> str:
     for name, value in headers:
         if name == REQUEST_ID_HEADER and _SAFE_REQUEST_ID.fullmatch(value):
             return value.decode()
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"

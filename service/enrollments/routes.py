@@ -3,15 +3,17 @@
 from typing import Any, TypeVar
 
 import msgspec
-from litestar import MediaType, Request, delete, get, post, put
+from litestar import Request, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
+from litestar.types import ASGIApp
 
 from service.enrollments import repository
 from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
 from service.errors import invalid_body, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, CourseIdParam, Db, Limit, StudentId
+from service.responses import PrebuiltJSON
 from service.students.schemas import Student
 
 BodyT = TypeVar("BodyT", bound=msgspec.Struct)
@@ -44,11 +46,10 @@ async def strict_body(request: Request[Any, Any, Any], model: type[BodyT]) -> Bo
     operation_id="ListStudentCourses",
     summary="List a student's courses",
     tags=["enrollments"],
-    media_type=MediaType.JSON,
     responses={200: _COURSE_LIST, **problem_responses(404, 422)},
 )
-async def list_student_courses(db: Db, student_id: StudentId) -> bytes:
-    return await repository.list_courses(db, student_id=student_id)
+async def list_student_courses(db: Db, student_id: StudentId) -> ASGIApp:
+    return PrebuiltJSON(await repository.list_courses(db, student_id=student_id))
 
 
 @post(
@@ -57,14 +58,15 @@ async def list_student_courses(db: Db, student_id: StudentId) -> bytes:
     summary="Enroll a student in courses (idempotent, all or nothing)",
     tags=["enrollments"],
     status_code=200,
-    media_type=MediaType.JSON,
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def assign_courses(
     db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseAssignment]
-) -> bytes:
+) -> ASGIApp:
     assignment = await strict_body(request, CourseAssignment)
-    return await repository.assign_courses(db, student_id=student_id, course_ids=assignment.course_ids)
+    return PrebuiltJSON(
+        await repository.assign_courses(db, student_id=student_id, course_ids=assignment.course_ids)
+    )
 
 
 @put(
@@ -72,14 +74,15 @@ async def assign_courses(
     operation_id="ReplaceCourses",
     summary="Replace a student's set of courses ([] clears it)",
     tags=["enrollments"],
-    media_type=MediaType.JSON,
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def replace_courses(
     db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseReplacement]
-) -> bytes:
+) -> ASGIApp:
     replacement = await strict_body(request, CourseReplacement)
-    return await repository.replace_courses(db, student_id=student_id, course_ids=replacement.course_ids)
+    return PrebuiltJSON(
+        await repository.replace_courses(db, student_id=student_id, course_ids=replacement.course_ids)
+    )
 
 
 @delete(
