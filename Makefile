@@ -43,3 +43,7 @@ test: lint ## Lint, then the whole suite against a fresh database
 
 clean: ## Remove the venv, caches and the embedded database
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info
+
+bench: $(STAMP) ## Benchmark the enrollment endpoints against pgbench (bench/README.md; BENCH_ARGS=--help)
+	@$(PY) -c "import matplotlib" 2>/dev/null || $(PY) -m pip install -q -r bench/requirements.txt
+	$(PY) bench/bench.py $(BENCH_ARGS)
