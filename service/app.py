@@ -18,7 +18,7 @@ from service.courses.routes import CourseController
 from service.db import Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import DATABASE_OUTAGES, EXCEPTION_HANDLERS, Problem, problem_response, problem_type
-from service.observability import MetricsController, RequestObserver, watch_pool
+from service.observability import AccessLog, MetricsController, RequestObserver, watch_pool
 from service.ops import health, ready
 from service.settings import Settings
 from service.students.routes import StudentController
@@ -80,7 +80,10 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     _drop_framework_400s(app.openapi_schema)
     # Outermost, like Litestar's own CORS wrapper: it sees every request, routed or not.
-    app.asgi_handler = RequestObserver(app.asgi_handler, access_log=settings.access_log)
+    access_log = AccessLog() if settings.access_log else None
+    app.asgi_handler = RequestObserver(app.asgi_handler, access_log=access_log)
+    if access_log is not None:
+        app.on_shutdown.append(access_log.flush)
     return app
 
 

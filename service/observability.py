@@ -3,11 +3,12 @@ and Prometheus metrics (served at /metrics by Litestar's prometheus controller).
 
 `RequestObserver` wraps the whole application (routing included, so unknown paths are
 counted too) and costs a few microseconds per request: metric children are cached per
-label set and the log line is one `os.write` of a msgspec-encoded object.
+label set and log lines are msgspec-encoded and written in batches.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import re
@@ -66,14 +67,45 @@ class _AccessLine(msgspec.Struct):
     msg: str = "request"
 
 
+class AccessLog:
+    """JSON lines to stdout, written in batches: one syscall per request cost about 4%.
+
+    A batch goes out when the next line would take it past PIPE_BUF (so a write stays
+    atomic and workers' lines never interleave) or 50 ms after its first line.
+    """
+
+    BATCH_BYTES = 4096  # PIPE_BUF on Linux
+    DELAY_S = 0.05
+
+    def __init__(self, fd: int = 1) -> None:
+        self._fd = fd
+        self._batch = bytearray()
+        self._flush_pending = False
+        self._encoder = msgspec.json.Encoder()
+
+    def write(self, line: _AccessLine) -> None:
+        encoded = self._encoder.encode(line) + b"\n"
+        if len(self._batch) + len(encoded) > self.BATCH_BYTES:
+            self.flush()
+        self._batch += encoded
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(self.DELAY_S, self.flush)
+
+    def flush(self) -> None:
+        self._flush_pending = False
+        if self._batch:
+            os.write(self._fd, self._batch)
+            self._batch.clear()
+
+
 class RequestObserver:
     """ASGI wrapper: request id in and out, then one log line and the metrics per request."""
 
-    def __init__(self, app: ASGIApp, *, access_log: bool) -> None:
+    def __init__(self, app: ASGIApp, *, access_log: AccessLog | None) -> None:
         self.app = app
         self.access_log = access_log
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._encoder = msgspec.json.Encoder()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -106,9 +138,10 @@ class RequestObserver:
             children = self._children[key] = (REQUESTS.labels(*labels), LATENCY.labels(*labels))
         children[0].inc()
         children[1].observe(seconds)
-        if self.access_log:
-            line = _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)
-            os.write(1, self._encoder.encode(line) + b"\n")  # one write: lines never interleave
+        if self.access_log is not None:
+            self.access_log.write(
+                _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)
+            )
 
 
 # Generated ids: a random prefix per process and a counter, unique without a syscall

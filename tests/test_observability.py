@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
 import httpx
 import pytest
 from helpers import MAX_ID, assert_problem, new_student
+
+from service.observability import AccessLog
 
 Client = httpx.AsyncClient
 
@@ -46,6 +49,7 @@ async def test_each_request_writes_one_json_log_line(
     capfd.readouterr()
     student = await new_student(client)
     await client.get(f"/students/{student['id']}", headers={"X-Request-ID": "log-me"})
+    await asyncio.sleep(AccessLog.DELAY_S * 2)  # lines go out in batches
     lines = [json.loads(line) for line in capfd.readouterr().out.splitlines() if line.startswith("{")]
     mine = [line for line in lines if line["request_id"] == "log-me"]
     assert len(mine) == 1
