@@ -11,7 +11,7 @@ from litestar import Litestar, Response, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import OpenAPI, Tag
+from litestar.openapi.spec import OpenAPI, Schema, Tag
 
 from service import __version__
 from service.courses.routes import CourseController
@@ -20,6 +20,7 @@ from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import DATABASE_OUTAGES, EXCEPTION_HANDLERS, Problem, problem_response, problem_type
 from service.observability import AccessLog, MetricsController, RequestObserver, watch_pool
 from service.ops import health, ready
+from service.params import MAX_ID
 from service.settings import Settings
 from service.students.routes import StudentController
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         request_max_body_size=MAX_BODY_BYTES,
     )
     _drop_framework_400s(app.openapi_schema)
+    _document_course_id_bounds(app.openapi_schema)
     # Outermost, like Litestar's own CORS wrapper: it sees every request, routed or not.
     access_log = AccessLog() if settings.access_log else None
     app.asgi_handler = RequestObserver(app.asgi_handler, access_log=access_log)
@@ -115,6 +117,16 @@ def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
         )
         return problem_response(problem)
     return response
+
+
+def _document_course_id_bounds(schema: OpenAPI) -> None:
+    """Litestar drops the constraints of list items; the ids in a body are 1..2^63-1."""
+    components = schema.components.schemas or {}
+    for name in ("CourseAssignment", "CourseReplacement"):
+        course_ids = (components[name].properties or {})["course_ids"]
+        assert isinstance(course_ids, Schema)
+        assert isinstance(course_ids.items, Schema)
+        course_ids.items.minimum, course_ids.items.maximum = 1, MAX_ID
 
 
 def _drop_framework_400s(schema: OpenAPI) -> None:

@@ -96,5 +96,7 @@ async def test_the_assignment_bounds_are_documented(client: Client) -> None:
     schemas = (await openapi(client))["components"]["schemas"]
     assert schemas["CourseAssignment"]["properties"]["course_ids"]["minItems"] == 1
     assert schemas["CourseAssignment"]["properties"]["course_ids"]["maxItems"] == 1000
+    assert schemas["CourseAssignment"]["properties"]["course_ids"]["items"]["minimum"] == 1
+    assert schemas["CourseAssignment"]["properties"]["course_ids"]["items"]["maximum"] == 2**63 - 1
     assert schemas["CourseReplacement"]["properties"]["course_ids"].get("minItems", 0) == 0
     assert schemas["CourseReplacement"]["properties"]["course_ids"]["maxItems"] == 1000

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 import msgspec
 from litestar import Request, delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import JSONBody, SkipValidation
 from litestar.types import ASGIApp
 
 from service.enrollments import repository
@@ -30,10 +30,11 @@ _COURSE_LIST = ResponseSpec(
 
 
 async def strict_body(request: Request[Any, Any, Any], model: type[BodyT]) -> BodyT:
-    """Decode the (cached) body again in msgspec's strict mode.
+    """Decode the (cached) body in msgspec's strict mode.
 
-    Litestar converts bodies leniently ("1", 1.0 and true pass as integers); the
-    contract refuses them.
+    Litestar converts bodies leniently ("1", 1.0 and true pass as integers), which the
+    contract refuses; so `data` is declared (for OpenAPI) with SkipValidation, and
+    this is the one validation the body gets.
     """
     try:
         return msgspec.json.decode(await request.body(), type=model)
@@ -61,7 +62,10 @@ async def list_student_courses(db: Db, student_id: StudentId) -> ASGIApp:
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def assign_courses(
-    db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseAssignment]
+    db: Db,
+    request: Request[Any, Any, Any],
+    student_id: StudentId,
+    data: JSONBody[SkipValidation[CourseAssignment]],
 ) -> ASGIApp:
     assignment = await strict_body(request, CourseAssignment)
     return PrebuiltJSON(
@@ -77,7 +81,10 @@ async def assign_courses(
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def replace_courses(
-    db: Db, request: Request[Any, Any, Any], student_id: StudentId, data: JSONBody[CourseReplacement]
+    db: Db,
+    request: Request[Any, Any, Any],
+    student_id: StudentId,
+    data: JSONBody[SkipValidation[CourseReplacement]],
 ) -> ASGIApp:
     replacement = await strict_body(request, CourseReplacement)
     return PrebuiltJSON(
