@@ -12,12 +12,14 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPI, Schema, Tag
+from litestar.types import ControllerRouterHandler
 
 from service import __version__
 from service.courses.routes import CourseController
 from service.db import Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import DATABASE_OUTAGES, EXCEPTION_HANDLERS, Problem, problem_response, problem_type
+from service.inputs import JSONRequest, refuse_lenient_integers
 from service.observability import AccessLog, MetricsController, RequestObserver, watch_pool
 from service.ops import health, ready
 from service.params import MAX_ID
@@ -25,6 +27,7 @@ from service.settings import Settings
 from service.students.routes import StudentController
 
 MAX_BODY_BYTES = 64 * 1024
+RESOURCE_ROUTES: list[ControllerRouterHandler] = [StudentController, CourseController, *ENROLLMENT_ROUTES]
 
 log = logging.getLogger("service")
 
@@ -66,9 +69,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     database = DatabaseLifespan(settings)
     app = Litestar(
         route_handlers=[
-            StudentController,
-            CourseController,
-            *ENROLLMENT_ROUTES,
+            # The resource routes take ids and page sizes, written as integers only.
+            Router("/", route_handlers=RESOURCE_ROUTES, before_request=refuse_lenient_integers),
             health,
             ready,
             MetricsController,
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         dependencies={"db": Provide(database.provide, sync_to_thread=False, use_cache=True)},
         lifespan=[database],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=JSONRequest,
         openapi_config=_openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
     )

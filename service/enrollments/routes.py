@@ -40,6 +40,8 @@ async def strict_body(request: Request[Any, Any, Any], model: type[BodyT]) -> Bo
         return msgspec.json.decode(await request.body(), type=model)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise invalid_body(exc) from None
+    except (RecursionError, UnicodeDecodeError) as exc:
+        raise invalid_body(msgspec.DecodeError(type(exc).__name__)) from None
 
 
 @get(
