@@ -19,14 +19,13 @@ from service.courses.routes import CourseController
 from service.db import Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import DATABASE_OUTAGES, EXCEPTION_HANDLERS, Problem, problem_response, problem_type
-from service.inputs import JSONRequest, refuse_lenient_integers
+from service.inputs import MAX_BODY_BYTES, JSONRequest, refuse_lenient_integers
 from service.observability import AccessLog, MetricsController, RequestObserver, watch_pool
 from service.ops import health, ready
 from service.params import MAX_ID
 from service.settings import Settings
 from service.students.routes import StudentController
 
-MAX_BODY_BYTES = 64 * 1024
 RESOURCE_ROUTES: list[ControllerRouterHandler] = [StudentController, CourseController, *ENROLLMENT_ROUTES]
 
 log = logging.getLogger("service")

@@ -9,32 +9,71 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
+import msgspec
 from litestar import Request
-from litestar.exceptions import ClientException, HTTPException
+from litestar.exceptions import ClientException, HTTPException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.types import Empty
 
 from service.errors import FieldError, InvalidInput
 
+MAX_BODY_BYTES = 64 * 1024
 _PLAIN_INTEGER = re.compile(r"-?[0-9]+")
 # The query parameters that hold integers (ids and page sizes).
 INTEGER_QUERY_PARAMS = ("limit", "after")
 
 
 class JSONRequest(Request[Any, Any, Any]):
-    """A request whose body is read only if it is declared JSON (or not declared at all)."""
+    """A request whose body is read only if it is declared JSON (or not declared at all).
+
+    It also reads the body more cheaply than Litestar's stream(), which parses every
+    header again to find the content length (profiled: about a fifth of a POST's
+    framework CPU).
+    """
 
     async def json(self) -> Any:
-        media_type = self.content_type[0]
-        if media_type and media_type != "application/json" and not media_type.endswith("+json"):
-            raise HTTPException(
-                status_code=415, detail=f"the body must be application/json, not {media_type}"
-            )
-        try:
-            return await super().json()
-        except (RecursionError, UnicodeDecodeError) as exc:
-            # Litestar only maps msgspec.DecodeError; these are bad bodies all the same (400 -> 422).
-            raise ClientException(f"the body is not valid JSON: {type(exc).__name__}") from None
+        if self._json is Empty:
+            media_type = _media_type(self.scope["headers"])
+            if media_type and media_type != b"application/json" and not media_type.endswith(b"+json"):
+                raise HTTPException(
+                    status_code=415, detail=f"the body must be JSON, not {media_type.decode()}"
+                )
+            try:
+                self._json = msgspec.json.decode(await self.body() or b"null")
+            except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+                # Litestar maps only DecodeError; the others are bad bodies all the same (400 -> 422).
+                raise ClientException(f"the body is not valid JSON: {exc}") from None
+        return self._json
+
+    async def body(self) -> bytes:
+        """The whole body, at most MAX_BODY_BYTES (413 beyond), read once."""
+        if self._body is Empty:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                event = await self.receive()
+                if event["type"] == "http.disconnect":
+                    raise InternalServerException("client disconnected prematurely")
+                chunk = cast("bytes", event.get("body", b""))
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
+                if not event.get("more_body", False):
+                    break
+            self._body = self._connection_state.body = b"".join(chunks)
+            self.is_connected = False
+        return self._body
+
+
+def _media_type(headers: Iterable[tuple[bytes, bytes]]) -> bytes:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.split(b";", 1)[0].strip().lower()
+    return b""
 
 
 async def refuse_lenient_integers(request: Request[Any, Any, Any]) -> None:
