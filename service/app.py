@@ -111,7 +111,7 @@ def _openapi_config() -> OpenAPIConfig:
     )
 
 
-def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
+async def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
     """Litestar answers unknown /schema/* paths with an HTML page; keep every error problem+json."""
     if response.status_code == 404:
         problem = Problem(
