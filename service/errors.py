@@ -186,12 +186,11 @@ def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     return problem_response(problem, dict(exc.headers) if exc.headers else None, request=request)
 
 
-def _from_database_outage(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    log.warning("database unavailable for %s %s: %r", request.method, request.url.path, exc)
-    return _from_problem_error(request, Unavailable("the database is not answering; retry shortly"))
-
-
-def _from_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _from_other_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """The database being away is a 503; anything else is a bug: a 500 that shows nothing."""
+    if isinstance(exc, DATABASE_OUTAGES):
+        log.warning("database unavailable for %s %s: %r", request.method, request.url.path, exc)
+        return _from_problem_error(request, Unavailable("the database is not answering; retry shortly"))
     log.error(
         "unhandled error in %s %s (request %s)",
         request.method,
@@ -228,12 +227,12 @@ DATABASE_OUTAGES: tuple[type[Exception], ...] = (
     asyncpg.AdminShutdownError,
 )
 
+# Few entries on purpose: Litestar merges this map into a new dict on every request.
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ProblemError: _from_problem_error,
     ValidationException: _from_validation,
     HTTPException: _from_http,
-    **dict.fromkeys(DATABASE_OUTAGES, _from_database_outage),
-    Exception: _from_unexpected,
+    Exception: _from_other_exception,
 }
 
 _DESCRIPTIONS = {

@@ -120,7 +120,11 @@ class RequestObserver:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), id_header]
+                headers = message.get("headers")
+                if isinstance(headers, list):
+                    headers.append(id_header)  # the response's own fresh list: no copy
+                else:
+                    message["headers"] = [*(headers or ()), id_header]
             await send(message)
 
         start = time.perf_counter()
