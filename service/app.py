@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Response, Router
-from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import OpenAPI, Schema, Tag
@@ -32,25 +31,23 @@ log = logging.getLogger("service")
 
 
 class DatabaseLifespan:
-    """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown."""
+    """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown.
+
+    The pool lives on `app.state.db`, where handlers find it with `db_of(request)`.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.db: Database | None = None
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
-        db = self.db = app.state.db = await Database.connect(self.settings)
+        db = app.state.db = await Database.connect(self.settings)
         watch_pool(size=db.pool.get_size, idle=db.pool.get_idle_size, waiting=lambda: db.waiting)
         try:
             await _check_queries_if_reachable(db)
             yield
         finally:
             await db.close()
-
-    def provide(self) -> Database:
-        assert self.db is not None, "the database is opened by the lifespan"
-        return self.db
 
 
 async def _check_queries_if_reachable(db: Database) -> None:
@@ -65,7 +62,6 @@ async def _check_queries_if_reachable(db: Database) -> None:
 def create_app(settings: Settings | None = None) -> Litestar:
     """Build the service; settings come from the environment unless given."""
     settings = settings or Settings.from_env()
-    database = DatabaseLifespan(settings)
     app = Litestar(
         route_handlers=[
             # The resource routes take ids and page sizes, written as integers only.
@@ -74,8 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             MetricsController,
         ],
-        dependencies={"db": Provide(database.provide, sync_to_thread=False, use_cache=True)},
-        lifespan=[database],
+        lifespan=[DatabaseLifespan(settings)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         openapi_config=_openapi_config(),

@@ -6,7 +6,7 @@ import msgspec
 from litestar import get
 
 from service.errors import Unavailable, problem_responses
-from service.params import Db
+from service.params import AnyRequest, db_of
 
 READY_TIMEOUT_S = 1.5
 
@@ -27,9 +27,9 @@ async def health() -> Status:
     tags=["operations"],
     responses=problem_responses(),
 )
-async def ready(db: Db) -> Status:
+async def ready(request: AnyRequest) -> Status:
     try:
-        await asyncio.wait_for(db.ping(), READY_TIMEOUT_S)
+        await asyncio.wait_for(db_of(request).ping(), READY_TIMEOUT_S)
     except Exception as exc:  # any failure to answer means "not ready"
         raise Unavailable(f"the database did not answer within {READY_TIMEOUT_S} s") from exc
     return Status(status="ready")

@@ -1,10 +1,10 @@
 """Path and query parameters shared by every resource, with the contract's bounds."""
 
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import msgspec
-from litestar.di import NamedDependency
-from litestar.params import Parameter, SkipValidation
+from litestar import Request
+from litestar.params import Parameter
 
 from service.db import Database
 
@@ -34,5 +34,12 @@ STORABLE_TEXT = r"^(?=[\s\S]*\S)[^\x00]*$"
 # One @, no spaces or NULs, a dot in the domain. Deliverability is the mailer's job.
 EMAIL = r"^[^@\s\x00]+@[^@\s\x00]+\.[^@\s\x00]+$"
 
-# The pool handle every handler gets, injected by name and never validated per request.
-Db = NamedDependency[SkipValidation[Database]]
+AnyRequest = Request[Any, Any, Any]
+
+
+def db_of(request: AnyRequest) -> Database:
+    """The pool the lifespan opened, for a handler that takes `request`.
+
+    Not a Litestar dependency: resolving one on every request cost about 6 % of a GET.
+    """
+    return cast(Database, request.app.state["db"])  # item, not attribute: State.__getattr__ is slow

@@ -7,7 +7,7 @@ from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
 from service.errors import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, CourseIdParam, Db, Limit
+from service.params import After, AnyRequest, CourseIdParam, Limit, db_of
 
 
 class CourseController(Controller):
@@ -19,8 +19,8 @@ class CourseController(Controller):
         summary="Create a course",
         responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
     )
-    async def create(self, db: Db, data: JSONBody[CourseCreate]) -> Response[Course]:
-        course = await repository.create_course(db, new=data)
+    async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> Response[Course]:
+        course = await repository.create_course(db_of(request), new=data)
         return Response(course, status_code=201, headers={"Location": f"/courses/{course.id}"})
 
     @get(
@@ -28,8 +28,10 @@ class CourseController(Controller):
         summary="List courses, a keyset page at a time",
         responses=problem_responses(422),
     )
-    async def list(self, db: Db, limit: Limit = DEFAULT_LIMIT, after: After = None) -> Page[Course]:
-        return await repository.list_courses(db, after=after, limit=limit)
+    async def list(
+        self, request: AnyRequest, limit: Limit = DEFAULT_LIMIT, after: After = None
+    ) -> Page[Course]:
+        return await repository.list_courses(db_of(request), after=after, limit=limit)
 
     @get(
         "/{course_id:str}",
@@ -37,8 +39,8 @@ class CourseController(Controller):
         summary="Get a course",
         responses=problem_responses(404, 422),
     )
-    async def get(self, db: Db, course_id: CourseIdParam) -> Course:
-        return await repository.get_course(db, course_id=course_id)
+    async def get(self, request: AnyRequest, course_id: CourseIdParam) -> Course:
+        return await repository.get_course(db_of(request), course_id=course_id)
 
     @patch(
         "/{course_id:str}",
@@ -48,8 +50,10 @@ class CourseController(Controller):
             404, 409, 422, overrides={409: "The code is taken (case-insensitively)."}
         ),
     )
-    async def update(self, db: Db, course_id: CourseIdParam, data: JSONBody[CourseUpdate]) -> Course:
-        return await repository.update_course(db, course_id=course_id, changes=data)
+    async def update(
+        self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[CourseUpdate]
+    ) -> Course:
+        return await repository.update_course(db_of(request), course_id=course_id, changes=data)
 
     @delete(
         "/{course_id:str}",
@@ -59,5 +63,5 @@ class CourseController(Controller):
             404, 409, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
         ),
     )
-    async def delete(self, db: Db, course_id: CourseIdParam) -> None:
-        await repository.delete_course(db, course_id=course_id)
+    async def delete(self, request: AnyRequest, course_id: CourseIdParam) -> None:
+        await repository.delete_course(db_of(request), course_id=course_id)

@@ -12,7 +12,7 @@ from service.enrollments import repository
 from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
 from service.errors import invalid_body, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, CourseIdParam, Db, Limit, StudentId
+from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, db_of
 from service.responses import PrebuiltJSON
 from service.students.schemas import Student
 
@@ -49,8 +49,8 @@ def validated(data: Any, model: type[BodyT]) -> BodyT:
     tags=["enrollments"],
     responses={200: _COURSE_LIST, **problem_responses(404, 422)},
 )
-async def list_student_courses(db: Db, student_id: StudentId) -> ASGIApp:
-    return PrebuiltJSON(await repository.list_courses(db, student_id=student_id))
+async def list_student_courses(request: AnyRequest, student_id: StudentId) -> ASGIApp:
+    return PrebuiltJSON(await repository.list_courses(db_of(request), student_id=student_id))
 
 
 @post(
@@ -62,13 +62,15 @@ async def list_student_courses(db: Db, student_id: StudentId) -> ASGIApp:
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def assign_courses(
-    db: Db,
+    request: AnyRequest,
     student_id: StudentId,
     data: JSONBody[SkipValidation[CourseAssignment]],
 ) -> ASGIApp:
     assignment = validated(data, CourseAssignment)
     return PrebuiltJSON(
-        await repository.assign_courses(db, student_id=student_id, course_ids=assignment.course_ids)
+        await repository.assign_courses(
+            db_of(request), student_id=student_id, course_ids=assignment.course_ids
+        )
     )
 
 
@@ -80,13 +82,15 @@ async def assign_courses(
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def replace_courses(
-    db: Db,
+    request: AnyRequest,
     student_id: StudentId,
     data: JSONBody[SkipValidation[CourseReplacement]],
 ) -> ASGIApp:
     replacement = validated(data, CourseReplacement)
     return PrebuiltJSON(
-        await repository.replace_courses(db, student_id=student_id, course_ids=replacement.course_ids)
+        await repository.replace_courses(
+            db_of(request), student_id=student_id, course_ids=replacement.course_ids
+        )
     )
 
 
@@ -99,8 +103,8 @@ async def replace_courses(
         404, 422, overrides={404: "No such student, or the student is not enrolled in it (problem+json)."}
     ),
 )
-async def remove_course(db: Db, student_id: StudentId, course_id: CourseIdParam) -> None:
-    await repository.remove_course(db, student_id=student_id, course_id=course_id)
+async def remove_course(request: AnyRequest, student_id: StudentId, course_id: CourseIdParam) -> None:
+    await repository.remove_course(db_of(request), student_id=student_id, course_id=course_id)
 
 
 @get(
@@ -111,9 +115,9 @@ async def remove_course(db: Db, student_id: StudentId, course_id: CourseIdParam)
     responses=problem_responses(404, 422),
 )
 async def list_course_students(
-    db: Db, course_id: CourseIdParam, limit: Limit = DEFAULT_LIMIT, after: After = None
+    request: AnyRequest, course_id: CourseIdParam, limit: Limit = DEFAULT_LIMIT, after: After = None
 ) -> Page[Student]:
-    return await repository.students_of_course(db, course_id=course_id, after=after, limit=limit)
+    return await repository.students_of_course(db_of(request), course_id=course_id, after=after, limit=limit)
 
 
 ENROLLMENT_ROUTES = [

@@ -5,7 +5,7 @@ from litestar.params import JSONBody
 
 from service.errors import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, Db, Limit, StudentId
+from service.params import After, AnyRequest, Limit, StudentId, db_of
 from service.students import repository
 from service.students.schemas import Student, StudentCreate, StudentUpdate
 
@@ -19,8 +19,8 @@ class StudentController(Controller):
         summary="Create a student",
         responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
     )
-    async def create(self, db: Db, data: JSONBody[StudentCreate]) -> Response[Student]:
-        student = await repository.create_student(db, new=data)
+    async def create(self, request: AnyRequest, data: JSONBody[StudentCreate]) -> Response[Student]:
+        student = await repository.create_student(db_of(request), new=data)
         return Response(student, status_code=201, headers={"Location": f"/students/{student.id}"})
 
     @get(
@@ -28,8 +28,10 @@ class StudentController(Controller):
         summary="List students, a keyset page at a time",
         responses=problem_responses(422),
     )
-    async def list(self, db: Db, limit: Limit = DEFAULT_LIMIT, after: After = None) -> Page[Student]:
-        return await repository.list_students(db, after=after, limit=limit)
+    async def list(
+        self, request: AnyRequest, limit: Limit = DEFAULT_LIMIT, after: After = None
+    ) -> Page[Student]:
+        return await repository.list_students(db_of(request), after=after, limit=limit)
 
     @get(
         "/{student_id:str}",
@@ -37,8 +39,8 @@ class StudentController(Controller):
         summary="Get a student",
         responses=problem_responses(404, 422),
     )
-    async def get(self, db: Db, student_id: StudentId) -> Student:
-        return await repository.get_student(db, student_id=student_id)
+    async def get(self, request: AnyRequest, student_id: StudentId) -> Student:
+        return await repository.get_student(db_of(request), student_id=student_id)
 
     @patch(
         "/{student_id:str}",
@@ -48,8 +50,10 @@ class StudentController(Controller):
             404, 409, 422, overrides={409: "The email is taken (case-insensitively)."}
         ),
     )
-    async def update(self, db: Db, student_id: StudentId, data: JSONBody[StudentUpdate]) -> Student:
-        return await repository.update_student(db, student_id=student_id, changes=data)
+    async def update(
+        self, request: AnyRequest, student_id: StudentId, data: JSONBody[StudentUpdate]
+    ) -> Student:
+        return await repository.update_student(db_of(request), student_id=student_id, changes=data)
 
     @delete(
         "/{student_id:str}",
@@ -57,5 +61,5 @@ class StudentController(Controller):
         summary="Delete a student and their enrollments",
         responses=problem_responses(404, 422),
     )
-    async def delete(self, db: Db, student_id: StudentId) -> None:
-        await repository.delete_student(db, student_id=student_id)
+    async def delete(self, request: AnyRequest, student_id: StudentId) -> None:
+        await repository.delete_student(db_of(request), student_id=student_id)
