@@ -10,7 +10,7 @@ import httpx
 import pytest
 from helpers import MAX_ID, assert_problem, new_student
 
-from service.observability import AccessLog
+from service.observability import AccessLog, RequestMetrics
 
 Client = httpx.AsyncClient
 
@@ -76,3 +76,18 @@ async def test_metrics_count_requests_by_route_and_status_and_show_the_pool(clie
     assert re.search(r"^enrollment_db_pool_idle_connections \d", text, re.MULTILINE)
     assert re.search(r"^enrollment_db_pool_waiting_requests 0", text, re.MULTILINE)
     assert str(MAX_ID) not in text  # ids never become labels
+
+
+def test_request_metrics_bucket_each_latency_at_or_below_its_bound() -> None:
+    metrics = RequestMetrics(buckets=(0.001, 0.01))
+    for seconds in (0.0005, 0.001, 0.003, 0.01, 7.0):  # a bound itself counts as "le"
+        metrics.observe("GET", "/r", 200, seconds)
+    metrics.observe("GET", "/r", 404, 0.002)
+    requests, latency = metrics.collect()
+    assert {(s.labels["status"], s.value) for s in requests.samples} == {("200", 5), ("404", 1)}
+    ok = {(s.name, s.labels.get("le")): s.value for s in latency.samples if s.labels["status"] == "200"}
+    assert ok[("enrollment_http_request_duration_seconds_bucket", "0.001")] == 2
+    assert ok[("enrollment_http_request_duration_seconds_bucket", "0.01")] == 4
+    assert ok[("enrollment_http_request_duration_seconds_bucket", "+Inf")] == 5
+    assert ok[("enrollment_http_request_duration_seconds_count", None)] == 5
+    assert ok[("enrollment_http_request_duration_seconds_sum", None)] == pytest.approx(7.0145)
