@@ -107,6 +107,7 @@ async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
         server_settings={
             "timezone": "UTC",
             "statement_timeout": str(settings.statement_timeout_ms),
+            "random_page_cost": str(settings.random_page_cost),
             "application_name": "enrollment-service",
         },
     )

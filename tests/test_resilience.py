@@ -142,11 +142,13 @@ async def test_a_request_that_finds_every_connection_busy_gets_a_503_in_bounded_
         assert (await client.get("/students")).status_code == 200
 
 
-async def test_every_pooled_connection_has_a_server_side_statement_timeout(settings: Settings) -> None:
+async def test_every_pooled_connection_has_the_session_settings(settings: Settings) -> None:
     db = await Database.connect(settings)
     try:
         async with db.connection() as conn:
             assert await conn.fetchval("SHOW statement_timeout") == "3s"
+            assert await conn.fetchval("SHOW random_page_cost") == "1.1"
+            assert await conn.fetchval("SHOW timezone") == "UTC"
     finally:
         await db.close()
 
