@@ -118,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server = p.add_argument_group("server")
     server.add_argument("--workers", type=int, default=1, help="uvicorn worker processes: WORKERS (1)")
     server.add_argument(
+        "--access-log",
+        action="store_true",
+        help="keep the JSON access log on (ACCESS_LOG=true, as deployed); off by default, like the "
+        "peers and pgbench, which write none",
+    )
+    server.add_argument(
         "--server-cmd",
         help="serve with this command instead of `python -m service` (run from the project root, with "
         "DATABASE_URL, HOST, PORT and WORKERS in its environment), e.g. a peer for comparison",
@@ -887,7 +893,8 @@ def report_markdown(result: dict[str, Any], summary_table: str, rss_lines: list[
     text = [
         f"# Benchmark {result['started']}",
         "",
-        f"- Server: `{' '.join(result['server_command'])}`, WORKERS={a['workers']}",
+        f"- Server: `{' '.join(result['server_command'])}`, WORKERS={a['workers']}, "
+        f"ACCESS_LOG={str(a['access_log']).lower()}",
         f"- Data: {a['data']['students']:,} students, {a['data']['courses']:,} courses, "
         f"{a['data']['per_student']} enrollments each (seeded in {result['seed_seconds']:.1f} s)",
         f"- Load: {a['connections']} connections, {a['threads']} thread(s), {a['warmup']} s warm-up + "
@@ -934,7 +941,11 @@ def main(argv: list[str] | None = None) -> int:
 
         # 2. Probe: right answers; the statements behind them, their plans, pgbench scripts of them.
         ranges = (1, args.data["students"], 1, args.data["courses"])
-        server_env = {"DATABASE_URL": url, "WORKERS": str(args.workers)}
+        server_env = {
+            "DATABASE_URL": url,
+            "WORKERS": str(args.workers),
+            "ACCESS_LOG": str(args.access_log).lower(),
+        }
         service_logs = (tmp / f"service-{n}.log" for n in itertools.count())
         student, course = 2, next_course(2, args.data)
         statements: dict[str, Any] = {}
