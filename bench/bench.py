@@ -53,6 +53,9 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from service.db import planner_settings
+from service.settings import Settings
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WORKLOADS = ("get", "post", "mix")
@@ -548,11 +551,14 @@ def parameters(logged: str) -> list[tuple[str, str]]:
     return re.findall(r"\$(\d+) = (NULL|'(?:[^']|'')*')", logged)
 
 
-def explain(url: str, statements: list[tuple[str, str]]) -> list[str]:
-    """EXPLAIN (ANALYZE, BUFFERS) of each data statement, with the parameters it ran with, in a
-    transaction that is rolled back. Each runs twice; the second (warm cache) plan is kept."""
+def explain(url: str, statements: list[tuple[str, str]], planner: dict[str, str]) -> list[str]:
+    """EXPLAIN (ANALYZE, BUFFERS) of each data statement, with the parameters it ran with and the
+    service's planner settings, in a transaction that is rolled back. Each runs twice; the
+    second (warm cache) plan is kept."""
     plans = []
     with connect(url) as conn:
+        for name, value in planner.items():
+            conn.execute("SELECT set_config(%s, %s, false)", (name, value))
         for number, (text, logged) in enumerate(statements):
             if not re.match(r"(SELECT|WITH|INSERT|UPDATE|DELETE)\b", without_comments(text), re.I):
                 continue  # BEGIN, COMMIT, a pool's reset, ...
@@ -675,10 +681,13 @@ def run_pgbench(
     command = [pgbench, "-n", "-M", "prepared", "-c", str(args.connections), "-j", str(args.threads)]
     command += [f"-Dsmin={smin}", f"-Dsmax={smax}", f"-Dcmin={cmin}", f"-Dcmax={cmax}", "-T", str(seconds)]
     command += [x for script in files for x in ("-f", script)]
+    # The service's planner settings, so that pgbench runs the service's plans.
+    options = " ".join(f"-c {name}={value}" for name, value in args.planner.items())
     with tempfile.TemporaryDirectory(prefix="pgbench-") as logs:
         try:
             done = subprocess.run(
                 [*command, "-l", f"--log-prefix={logs}/tx", url],
+                env={**os.environ, "PGOPTIONS": options},
                 capture_output=True,
                 text=True,
                 timeout=seconds + 60,
@@ -903,7 +912,8 @@ def report_markdown(result: dict[str, Any], summary_table: str, rss_lines: list[
         f"- Machine: {env['cpus']} CPUs ({env['cpu']}), kernel {env['kernel']}, Python {env['python']}, "
         f"PostgreSQL {env['postgres']}, {env['wrk']}",
         f"- Packages: {packages}",
-        f"- pgbench: {result['pgbench_sql']}, -M prepared, one client per connection (scripts in the .json)",
+        f"- pgbench: {result['pgbench_sql']}, -M prepared, one client per connection (scripts in the .json), "
+        f"planner settings {a['planner'] or 'the server defaults'} (as the service's sessions)",
         "",
         summary_table,
         "",
@@ -946,6 +956,9 @@ def main(argv: list[str] | None = None) -> int:
             "WORKERS": str(args.workers),
             "ACCESS_LOG": str(args.access_log).lower(),
         }
+        # The planner settings of the service's sessions, for EXPLAIN and pgbench (none for another server).
+        service_settings = Settings.from_env({**os.environ, **server_env})
+        args.planner = {} if args.server_cmd else planner_settings(service_settings)
         service_logs = (tmp / f"service-{n}.log" for n in itertools.count())
         student, course = 2, next_course(2, args.data)
         statements: dict[str, Any] = {}
@@ -956,7 +969,7 @@ def main(argv: list[str] | None = None) -> int:
                 statements = capture_statements(service, pg_log, student, course)
         log_statements(url, False)
         reset(url, args.data)
-        plans = {method: explain(url, found) for method, found in statements.items()}
+        plans = {method: explain(url, found, args.planner) for method, found in statements.items()}
         for method, found in statements.items():
             shown = "; ".join(" ".join(without_comments(text).split())[:70] for text, _ in found)
             log(f"{method}: {len(found)} statement(s) per request: {shown}")

@@ -94,6 +94,11 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+def planner_settings(settings: Settings) -> dict[str, str]:
+    """The session settings that shape plans (bench/bench.py gives its EXPLAIN and pgbench the same)."""
+    return {"random_page_cost": str(settings.random_page_cost)}
+
+
 async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
@@ -107,8 +112,8 @@ async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
         server_settings={
             "timezone": "UTC",
             "statement_timeout": str(settings.statement_timeout_ms),
-            "random_page_cost": str(settings.random_page_cost),
             "application_name": "enrollment-service",
+            **planner_settings(settings),
         },
     )
 
