@@ -41,7 +41,7 @@ class RequestMetrics(Collector):
 
     Counted in plain lists on the request path and turned into Prometheus families
     only when /metrics is scraped: prometheus_client's Counter and Histogram take a
-    lock per increment and scan the buckets in Python, about 3 % of a GET. Requests
+    lock per increment and scan the buckets in Python: about 3 µs more per request. Requests
     and scrapes run on the one event loop thread, so no lock is needed.
     """
 
@@ -75,8 +75,8 @@ class RequestMetrics(Collector):
         yield latency
 
 
-REQUESTS = RequestMetrics()
-REGISTRY.register(REQUESTS)
+REQUEST_METRICS = RequestMetrics()
+REGISTRY.register(REQUEST_METRICS)
 
 
 class MetricsController(PrometheusController):
@@ -174,7 +174,7 @@ class RequestObserver:
 
     def _record(self, scope: HTTPScope, status: int, seconds: float, request_id: str) -> None:
         method, route = scope["method"], scope.get("path_template") or "unmatched"
-        REQUESTS.observe(method, route, status, seconds)
+        REQUEST_METRICS.observe(method, route, status, seconds)
         if self.access_log is not None:
             self.access_log.write(
                 _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)

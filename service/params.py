@@ -1,4 +1,5 @@
-"""Path and query parameters shared by every resource, with the contract's bounds."""
+"""Path and query parameters shared by every resource, with the contract's bounds, and
+how a handler reaches the pool."""
 
 from typing import Annotated, Any
 
