@@ -124,7 +124,7 @@ class Database:
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
         self.pool = pool
         self.waiting = 0  # requests waiting for a connection, for /metrics
-        self._lent = 0  # connections this object has acquired and not yet released
+        self._lent = 0  # connections acquired (or being acquired) and not yet released
         self._max_size = settings.pool_max_size
         self._acquire_timeout = settings.pool_acquire_timeout_s
 
@@ -151,19 +151,24 @@ class Database:
     async def acquire(self) -> asyncpg.Connection:
         """A pooled connection, after waiting at most the acquire timeout for one.
 
-        While fewer than the pool's maximum are lent out, a slot is free and acquiring
+        While fewer than the pool's maximum are claimed, a slot is free and acquiring
         cannot wait (opening a connection is bounded by the connect timeout), so skip
         the timeout: asyncpg wraps a timed acquire in asyncio.wait_for, a measurable
-        cost per request. Release with `release`, which keeps the count.
+        cost per request. A slot is claimed before the first await, so requests that
+        arrive together cannot all take the untimed path. Release with `release`.
         """
         if self._lent < self._max_size:
-            conn = await self.pool.acquire()
-        else:
-            self.waiting += 1
+            self._lent += 1
             try:
-                conn = await self.pool.acquire(timeout=self._acquire_timeout)
-            finally:
-                self.waiting -= 1
+                return await self.pool.acquire()
+            except BaseException:
+                self._lent -= 1
+                raise
+        self.waiting += 1
+        try:
+            conn = await self.pool.acquire(timeout=self._acquire_timeout)
+        finally:
+            self.waiting -= 1
         self._lent += 1
         return conn
 

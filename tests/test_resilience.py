@@ -142,6 +142,27 @@ async def test_a_request_that_finds_every_connection_busy_gets_a_503_in_bounded_
         assert (await client.get("/students")).status_code == 200
 
 
+async def test_requests_that_arrive_together_still_wait_at_most_the_acquire_timeout(
+    settings: Settings,
+) -> None:
+    # An empty pool of one: the first acquire must connect (so it suspends), and the second
+    # starts before the first has its connection. It must take the timed path, not wait forever.
+    tight = Settings(
+        database_url=settings.database_url, pool_min_size=0, pool_max_size=1, pool_acquire_timeout_s=0.3
+    )
+    db = await Database.connect(tight)
+    try:
+        first, second = await asyncio.wait_for(
+            asyncio.gather(db.acquire(), db.acquire(), return_exceptions=True), timeout=2
+        )
+        assert not isinstance(first, BaseException)
+        assert isinstance(second, TimeoutError)
+        await db.release(first)
+        await db.release(await db.acquire())  # the count of lent connections is back to 0
+    finally:
+        await db.close(grace_s=1)
+
+
 async def test_every_pooled_connection_has_the_session_settings(settings: Settings) -> None:
     db = await Database.connect(settings)
     try:
