@@ -47,13 +47,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from service.db import planner_settings
+from service.devdb import with_database
 from service.settings import Settings
 
 HERE = Path(__file__).resolve().parent
@@ -165,11 +165,6 @@ def connect(url: str, statement_timeout_s: int = 120) -> psycopg.Connection[Any]
     conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
     conn.execute(f"SET statement_timeout = '{statement_timeout_s}s'")
     return conn
-
-
-def with_database(url: str, name: str) -> str:
-    """The same server URL, naming another database."""
-    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
 
 
 def open_database(
