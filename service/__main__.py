@@ -16,9 +16,8 @@ import asyncpg
 import uvicorn
 
 from service import migrate
-from service.db import check_queries
+from service.db import DATABASE_OUTAGES, check_queries
 from service.devdb import resolve_database_url
-from service.errors import DATABASE_OUTAGES
 from service.settings import Settings
 
 

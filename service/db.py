@@ -1,88 +1,120 @@
 """The query layer: named SQL files, an asyncpg pool, and rows as msgspec Structs.
 
-Every `sql/<group>/<name>.sql` is read once at import and addressed as
-`QUERIES.<group>.<name>`. `check_queries` prepares each statement against the
-database at start-up, so a broken file stops the service before the first request.
+Each resource declares its statements in its repository as a `QueryGroup`:
+
+    class StudentQueries(QueryGroup, folder="students"):
+        get = sql_file()        # sql/students/get.sql, read at import
+
+A misspelled name is an attribute error under mypy, and a missing file fails at
+import. `check_queries` prepares every statement against the database at start-up
+(and refuses a `.sql` file that no group declares), so a broken file stops the
+service before the first request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypeAlias, TypeVar
 
 import asyncpg
 import msgspec
 
-from service.errors import DATABASE_OUTAGES
 from service.settings import Settings
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 
 StructT = TypeVar("StructT", bound=msgspec.Struct)
+if TYPE_CHECKING:
+    # What the pool lends: a proxy with the methods of asyncpg.Connection (subscriptable in the stubs only).
+    PooledConnection: TypeAlias = asyncpg.pool.PoolConnectionProxy[asyncpg.Record]
 
 log = logging.getLogger("service.db")
 
-
-class Query(NamedTuple):
-    name: str
-    sql: str
-
-
-class QueryGroup:
-    """The statements of one `sql/` folder, as attributes."""
-
-    def __init__(self, queries: Mapping[str, Query]) -> None:
-        self._queries = dict(queries)
-
-    def __getattr__(self, name: str) -> Query:
-        try:
-            return self._queries[name]
-        except KeyError:
-            raise AttributeError(f"no SQL file for query {name!r}") from None
-
-    def __iter__(self) -> Any:
-        return iter(self._queries.values())
-
-
-class Queries:
-    """Every statement under `sql/`, grouped by folder: `queries.students.get`."""
-
-    def __init__(self, root: Path) -> None:
-        groups: dict[str, dict[str, Query]] = {}
-        for path in sorted(root.glob("*/*.sql")):
-            group, name = path.parent.name, path.stem
-            groups.setdefault(group, {})[name] = Query(f"{group}.{name}", path.read_text())
-        self._groups = {group: QueryGroup(queries) for group, queries in groups.items()}
-
-    def __getattr__(self, group: str) -> QueryGroup:
-        try:
-            return self._groups[group]
-        except KeyError:
-            raise AttributeError(f"no SQL folder {group!r}") from None
-
-    def __iter__(self) -> Any:
-        for group in self._groups.values():
-            yield from group
-
-
-QUERIES = Queries(SQL_DIR)
+# Failures that mean "the database is away or overloaded", not "the request was wrong".
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.QueryCanceledError,
+    asyncpg.AdminShutdownError,
+)
 
 
 class QueryError(RuntimeError):
-    """A statement in `sql/` does not prepare against the database."""
+    """A statement in `sql/` is missing, undeclared, or does not prepare against the database."""
 
 
-async def check_queries(conn: asyncpg.Connection, queries: Queries = QUERIES) -> None:
-    """Prepare every statement once; raise QueryError naming the first file that fails."""
+class Query(NamedTuple):
+    """One statement: `name` is `<folder>.<file stem>`, `sql` the text of the file at `path`."""
+
+    name: str
+    sql: str
+    path: Path
+
+
+def sql_file() -> Query:
+    """A `QueryGroup` attribute: the statement in the file named like the attribute."""
+    return Query("", "", Path())  # read by QueryGroup.__init_subclass__
+
+
+class QueryGroup:
+    """The statements of one `sql/<folder>/`, declared as attributes with `sql_file()`."""
+
+    folder: ClassVar[str]
+    root: ClassVar[Path]
+    _declared: ClassVar[dict[Path, list[type[QueryGroup]]]] = {}
+
+    def __init_subclass__(cls, *, folder: str, root: Path = SQL_DIR, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.folder, cls.root = folder, root
+        for attribute, value in list(vars(cls).items()):
+            if isinstance(value, Query):
+                path = root / folder / f"{attribute}.sql"
+                if not path.is_file():
+                    raise QueryError(f"{cls.__name__}.{attribute} has no SQL file {path}")
+                setattr(cls, attribute, Query(f"{folder}.{attribute}", path.read_text(), path))
+        QueryGroup._declared.setdefault(root, []).append(cls)
+
+    @classmethod
+    def queries(cls) -> list[Query]:
+        return [value for value in vars(cls).values() if isinstance(value, Query)]
+
+    @staticmethod
+    def declared(root: Path = SQL_DIR) -> list[type[QueryGroup]]:
+        """Every group of `root` imported so far (the app imports every repository)."""
+        return list(QueryGroup._declared.get(root, ()))
+
+
+async def check_queries(
+    conn: asyncpg.Connection | PooledConnection, groups: list[type[QueryGroup]] | None = None
+) -> None:
+    """Prepare every statement once; raise QueryError naming the first file that fails.
+
+    A `.sql` file that no group declares is refused too: dead code, or a statement
+    somebody forgot to wire in.
+    """
+    groups = QueryGroup.declared() if groups is None else groups
+    queries = [query for group in groups for query in group.queries()]
+    on_disk = {path for root in {group.root for group in groups} for path in root.glob("*/*.sql")}
+    if undeclared := sorted(on_disk - {query.path for query in queries}):
+        raise QueryError(f"{_shown(undeclared[0])} is declared by no QueryGroup")
     for query in queries:
         try:
             await conn.prepare(query.sql)
         except asyncpg.PostgresError as exc:
-            raise QueryError(f"sql/{query.name.replace('.', '/')}.sql does not prepare: {exc}") from None
+            raise QueryError(f"{_shown(query.path)} does not prepare: {exc}") from None
+
+
+def _shown(path: Path) -> str:
+    """`sql/<folder>/<name>.sql`, whichever root it is under."""
+    return "/".join(("sql", *path.parts[-2:]))
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -118,7 +150,51 @@ async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
     )
 
 
-class Database:
+class Statements:
+    """The ways to run a `Query`, named for what comes back: Structs, records or one value.
+
+    `Database` runs each on a pooled connection of its own; `Transaction` runs them all
+    on the one connection of its transaction.
+    """
+
+    async def fetch_structs(self, query: Query, *args: Any, into: type[StructT]) -> list[StructT]:
+        """All rows, each as an `into` Struct."""
+        return [into(**row) for row in await self._run("fetch", query.sql, *args)]
+
+    async def fetch_struct(self, query: Query, *args: Any, into: type[StructT]) -> StructT | None:
+        """The first row as an `into` Struct, or None."""
+        row = await self._run("fetchrow", query.sql, *args)
+        return None if row is None else into(**row)
+
+    async def fetch_records(self, query: Query, *args: Any) -> list[asyncpg.Record]:
+        """All rows as asyncpg records (for statements that answer several things)."""
+        rows: list[asyncpg.Record] = await self._run("fetch", query.sql, *args)
+        return rows
+
+    async def fetch_record(self, query: Query, *args: Any) -> asyncpg.Record | None:
+        """The first row as an asyncpg record, or None."""
+        row: asyncpg.Record | None = await self._run("fetchrow", query.sql, *args)
+        return row
+
+    async def fetch_value(self, query: Query, *args: Any) -> Any:
+        """The first column of the first row, or None."""
+        return await self._run("fetchval", query.sql, *args)
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+
+class Transaction(Statements):
+    """Statements on one connection inside one transaction (from `Database.transaction()`)."""
+
+    def __init__(self, conn: PooledConnection) -> None:
+        self._conn = conn
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        return await getattr(self._conn, method)(sql, *args)
+
+
+class Database(Statements):
     """An asyncpg pool whose every wait is bounded by the settings."""
 
     def __init__(self, pool: asyncpg.Pool, settings: Settings) -> None:
@@ -148,7 +224,7 @@ class Database:
         except TimeoutError:
             self.pool.terminate()
 
-    async def acquire(self) -> asyncpg.Connection:
+    async def acquire(self) -> PooledConnection:
         """A pooled connection, after waiting at most the acquire timeout for one.
 
         While fewer than the pool's maximum are claimed, a slot is free and acquiring
@@ -172,12 +248,12 @@ class Database:
         self._lent += 1
         return conn
 
-    async def release(self, conn: asyncpg.Connection) -> None:
+    async def release(self, conn: PooledConnection) -> None:
         self._lent -= 1
         await self.pool.release(conn)
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+    async def connection(self) -> AsyncIterator[PooledConnection]:
         """A pooled connection for several statements (a transaction, say)."""
         conn = await self.acquire()
         try:
@@ -185,34 +261,17 @@ class Database:
         finally:
             await self.release(conn)
 
-    # The one-statement helpers below acquire and release by hand: a context manager
-    # per request is measurable on the hot path.
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Several statements that commit together, or not at all."""
+        async with self.connection() as conn, conn.transaction():
+            yield Transaction(conn)
 
     async def ping(self) -> None:
         """One trivial round trip; raises when the database does not answer."""
         await self._run("execute", "SELECT 1")
 
-    async def fetch_all(self, query: Query, *args: Any, into: type[StructT]) -> list[StructT]:
-        """All rows of `query`, each as an `into` Struct."""
-        return [into(**row) for row in await self._run("fetch", query.sql, *args)]
-
-    async def fetch_one(self, query: Query, *args: Any, into: type[StructT]) -> StructT | None:
-        """The first row of `query` as an `into` Struct, or None."""
-        row = await self._run("fetchrow", query.sql, *args)
-        return None if row is None else into(**row)
-
-    async def fetch_rows(self, query: Query, *args: Any) -> list[asyncpg.Record]:
-        """All rows of `query` as they come."""
-        return list(await self._run("fetch", query.sql, *args))
-
-    async def fetch_row(self, query: Query, *args: Any) -> asyncpg.Record | None:
-        """The first row of `query` as it comes (for statements that answer several things)."""
-        return await self._run("fetchrow", query.sql, *args)
-
-    async def fetch_value(self, query: Query, *args: Any) -> Any:
-        """The first column of the first row of `query`, or None."""
-        return await self._run("fetchval", query.sql, *args)
-
+    # Acquire and release by hand: a context manager per request is measurable on the hot path.
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
         conn = await self.acquire()
         try:

@@ -6,19 +6,17 @@ failures are translated by the handlers at the bottom.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from http import HTTPStatus
 from typing import Any, ClassVar
 
-import asyncpg
 import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.types import ExceptionHandlersMap
 
+from service.db import DATABASE_OUTAGES
 from service.observability import request_id_of
 
 PROBLEM_JSON = "application/problem+json"
@@ -90,6 +88,39 @@ class InvalidInput(ProblemError):
         problem = super().problem()
         problem.errors = self.errors
         return problem
+
+
+# The domain's errors, one class per thing that can go wrong; repositories raise them.
+
+
+class StudentNotFound(NotFound):
+    def __init__(self, student_id: int) -> None:
+        super().__init__(f"student {student_id} does not exist")
+
+
+class CourseNotFound(NotFound):
+    def __init__(self, course_id: int) -> None:
+        super().__init__(f"course {course_id} does not exist")
+
+
+class EnrollmentNotFound(NotFound):
+    def __init__(self, student_id: int, course_id: int) -> None:
+        super().__init__(f"student {student_id} is not enrolled in course {course_id}")
+
+
+class EmailTaken(Conflict):
+    def __init__(self, email: str) -> None:
+        super().__init__(f"a student with the email {email!r} already exists")
+
+
+class CodeTaken(Conflict):
+    def __init__(self, code: str) -> None:
+        super().__init__(f"a course with the code {code!r} already exists")
+
+
+class CourseHasStudents(Conflict):
+    def __init__(self, course_id: int) -> None:
+        super().__init__(f"course {course_id} has enrolled students; remove their enrollments first")
 
 
 class UnknownCourses(ProblemError):
@@ -215,18 +246,6 @@ _SLUGS = {
 }
 _DEFAULT_DETAIL = {404: "no resource at this path", 405: "this method is not allowed on this path"}
 
-# Failures that mean "the database is away or overloaded", not "the request was wrong".
-DATABASE_OUTAGES: tuple[type[Exception], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.QueryCanceledError,
-    asyncpg.AdminShutdownError,
-)
-
 # Few entries on purpose: Litestar merges this map into a new dict on every request.
 EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     ProblemError: _from_problem_error,
@@ -234,21 +253,3 @@ EXCEPTION_HANDLERS: ExceptionHandlersMap = {
     HTTPException: _from_http,
     Exception: _from_other_exception,
 }
-
-_DESCRIPTIONS = {
-    404: "Not found (problem+json).",
-    409: "Conflict with existing data (problem+json).",
-    422: "Invalid input; `errors` names each offending field (problem+json).",
-    503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
-}
-
-
-def problem_responses(*statuses: int, overrides: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for the problems an operation can answer with."""
-    descriptions = {**_DESCRIPTIONS, **(overrides or {})}
-    return {
-        status: ResponseSpec(
-            Problem, description=descriptions[status], media_type=PROBLEM_JSON, generate_examples=False
-        )
-        for status in (*statuses, 503)
-    }

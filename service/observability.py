@@ -1,5 +1,5 @@
 """What operators see: an X-Request-ID on every answer, one JSON log line per request,
-and Prometheus metrics (served at /metrics by Litestar's prometheus controller).
+and Prometheus metrics at /metrics, from a registry each app builds for itself.
 
 `RequestObserver` wraps the whole application (routing included, so unknown paths are
 counted too) and costs a few microseconds per request: metrics are counted in plain
@@ -16,13 +16,21 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import msgspec
+from litestar import Request, Response, get
 from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
-from prometheus_client import REGISTRY, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -31,9 +39,6 @@ REQUEST_ID_HEADER = b"x-request-id"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:@/+=-]{1,128}")
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-POOL_SIZE = Gauge("enrollment_db_pool_connections", "Connections the pool holds open.")
-POOL_IDLE = Gauge("enrollment_db_pool_idle_connections", "Open connections not lent to a request.")
-POOL_WAITING = Gauge("enrollment_db_pool_waiting_requests", "Requests waiting for a pooled connection.")
 
 
 class RequestMetrics(Collector):
@@ -75,21 +80,43 @@ class RequestMetrics(Collector):
         yield latency
 
 
-REQUEST_METRICS = RequestMetrics()
-REGISTRY.register(REQUEST_METRICS)
+class PoolMetrics(Collector):
+    """The pool's numbers, read at scrape time (not per request) from the callables it is given."""
+
+    def __init__(self) -> None:
+        self._gauges: list[tuple[str, str, Callable[[], int]]] = []
+
+    def watch(self, size: Callable[[], int], idle: Callable[[], int], waiting: Callable[[], int]) -> None:
+        self._gauges = [
+            ("enrollment_db_pool_connections", "Connections the pool holds open.", size),
+            ("enrollment_db_pool_idle_connections", "Open connections not lent to a request.", idle),
+            ("enrollment_db_pool_waiting_requests", "Requests waiting for a pooled connection.", waiting),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        for name, documentation, read in self._gauges:
+            yield GaugeMetricFamily(name, documentation, value=read())
 
 
-class MetricsController(PrometheusController):
+class Metrics:
+    """One app's Prometheus registry: its requests, its pool, and the process it runs in.
+
+    Built by `create_app`, so two apps in one process (as tests make) count apart.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = RequestMetrics()
+        self.pool = PoolMetrics()
+        for collector in (self.requests, self.pool, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+
+
+@get("/metrics", include_in_schema=False)
+async def metrics(request: Request[Any, Any, Any]) -> Response[bytes]:
     """GET /metrics in Prometheus' text format (per worker process)."""
-
-    include_in_schema = False
-
-
-def watch_pool(size: Callable[[], int], idle: Callable[[], int], waiting: Callable[[], int]) -> None:
-    """Read the pool's numbers at scrape time, not per request."""
-    POOL_SIZE.set_function(size)
-    POOL_IDLE.set_function(idle)
-    POOL_WAITING.set_function(waiting)
+    registry = request.app.state["metrics"].registry
+    return Response(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
 def request_id_of(scope: Scope) -> str | None:
@@ -142,8 +169,9 @@ class AccessLog:
 class RequestObserver:
     """ASGI wrapper: request id in and out, then one log line and the metrics per request."""
 
-    def __init__(self, app: ASGIApp, *, access_log: AccessLog | None) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: RequestMetrics, access_log: AccessLog | None) -> None:
         self.app = app
+        self.metrics = metrics
         self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -174,7 +202,7 @@ class RequestObserver:
 
     def _record(self, scope: HTTPScope, status: int, seconds: float, request_id: str) -> None:
         method, route = scope["method"], scope.get("path_template") or "unmatched"
-        REQUEST_METRICS.observe(method, route, status, seconds)
+        self.metrics.observe(method, route, status, seconds)
         if self.access_log is not None:
             self.access_log.write(
                 _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)

@@ -5,7 +5,8 @@ import asyncio
 import msgspec
 from litestar import get
 
-from service.errors import Unavailable, problem_responses
+from service.errors import Unavailable
+from service.openapi import problem_responses
 from service.params import AnyRequest, db_of
 
 READY_TIMEOUT_S = 1.5

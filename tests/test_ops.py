@@ -12,7 +12,7 @@ import pytest
 from helpers import PROBLEM_JSON, assert_problem, in_process
 from litestar import Litestar, get
 
-from service.db import Queries, QueryError, check_queries
+from service.db import QueryError, QueryGroup, check_queries, sql_file
 from service.errors import EXCEPTION_HANDLERS
 
 Client = httpx.AsyncClient
@@ -67,12 +67,41 @@ async def test_a_broken_sql_file_is_named_when_statements_are_checked(
     (tmp_path / "things").mkdir()
     (tmp_path / "things" / "fine.sql").write_text("SELECT 1")
     (tmp_path / "things" / "broken.sql").write_text("SELEC id FROM nowhere")
+
+    class Things(QueryGroup, folder="things", root=tmp_path):
+        fine = sql_file()
+        broken = sql_file()
+
     conn = await asyncpg.connect(migrated_url)
     try:
         with pytest.raises(QueryError, match=r"sql/things/broken\.sql"):
-            await check_queries(conn, Queries(tmp_path))
+            await check_queries(conn, [Things])
     finally:
         await conn.close()
+
+
+async def test_a_sql_file_that_no_group_declares_is_refused(tmp_path: Path, migrated_url: str) -> None:
+    (tmp_path / "things").mkdir()
+    (tmp_path / "things" / "fine.sql").write_text("SELECT 1")
+    (tmp_path / "things" / "forgotten.sql").write_text("SELECT 2")
+
+    class Things(QueryGroup, folder="things", root=tmp_path):
+        fine = sql_file()
+
+    conn = await asyncpg.connect(migrated_url)
+    try:
+        with pytest.raises(QueryError, match=r"sql/things/forgotten\.sql is declared by no QueryGroup"):
+            await check_queries(conn, [Things])
+    finally:
+        await conn.close()
+
+
+def test_a_query_without_its_file_fails_at_import(tmp_path: Path) -> None:
+    (tmp_path / "things").mkdir()
+    with pytest.raises(QueryError, match=r"Things\.missing has no SQL file"):
+
+        class Things(QueryGroup, folder="things", root=tmp_path):
+            missing = sql_file()
 
 
 async def test_every_shipped_sql_file_prepares(db: asyncpg.Connection) -> None:

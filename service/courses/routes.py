@@ -5,7 +5,7 @@ from litestar.params import JSONBody
 
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
-from service.errors import problem_responses
+from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, db_of
 

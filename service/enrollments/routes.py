@@ -1,8 +1,5 @@
 """HTTP routes of the enrollments: a student's courses, and a course's students."""
 
-from typing import Any, TypeVar
-
-import msgspec
 from litestar import delete, get, post, put
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, SkipValidation
@@ -10,13 +7,12 @@ from litestar.types import ASGIApp
 
 from service.enrollments import repository
 from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
-from service.errors import invalid_body, problem_responses
+from service.inputs import validated
+from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, db_of
 from service.responses import PrebuiltJSON
 from service.students.schemas import Student
-
-BodyT = TypeVar("BodyT", bound=msgspec.Struct)
 
 STUDENT_COURSES = "/students/{student_id:str}/courses"
 _UNKNOWN_COURSES = (
@@ -27,19 +23,6 @@ _UNKNOWN_COURSES = (
 _COURSE_LIST = ResponseSpec(
     list[EnrolledCourse], description="The student's courses, ordered by id.", generate_examples=False
 )
-
-
-def validated(data: Any, model: type[BodyT]) -> BodyT:
-    """Check the decoded body against `model` in msgspec's strict mode.
-
-    Litestar converts bodies leniently ("1", 1.0 and true pass as integers), which the
-    contract refuses; so `data` is declared with SkipValidation (it still documents the
-    body in OpenAPI, but arrives as the decoded JSON) and this is its one validation.
-    """
-    try:
-        return msgspec.convert(data, type=model)
-    except msgspec.ValidationError as exc:
-        raise invalid_body(exc) from None
 
 
 @get(

@@ -3,7 +3,7 @@
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
-from service.errors import problem_responses
+from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, Limit, StudentId, db_of
 from service.students import repository

@@ -1,0 +1,121 @@
+"""The OpenAPI document at /schema: its set-up, the problem responses every operation
+documents, and the corrections to what Litestar generates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Response, Router
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Contact, OpenAPI, Schema, Tag
+
+from service import __version__
+from service.errors import PROBLEM_JSON, Problem, problem_response, problem_type
+from service.params import MAX_ID
+
+_DESCRIPTIONS = {
+    404: "Not found (problem+json).",
+    409: "Conflict with existing data (problem+json).",
+    422: "Invalid input; `errors` names each offending field (problem+json).",
+    503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
+}
+
+
+def problem_responses(*statuses: int, overrides: dict[int, str] | None = None) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the problems an operation can answer with (503 always)."""
+    descriptions = {**_DESCRIPTIONS, **(overrides or {})}
+    return {
+        status: ResponseSpec(
+            Problem, description=descriptions[status], media_type=PROBLEM_JSON, generate_examples=False
+        )
+        for status in (*statuses, 503)
+    }
+
+
+def openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Enrollment API",
+        version=__version__,
+        description="Students, courses and which student takes which course.",
+        contact=Contact(name="Enrollment service maintainers"),
+        tags=[
+            Tag(name="students", description="People who take courses."),
+            Tag(name="courses", description="What can be taken."),
+            Tag(name="enrollments", description="Which student takes which course."),
+            Tag(name="operations", description="Probes for load balancers and orchestrators."),
+        ],
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin(path="/swagger")],
+        openapi_router=Router(
+            "/schema", route_handlers=[], include_in_schema=False, after_request=_problem_for_html_404
+        ),
+        create_examples=False,
+    )
+
+
+def correct_schema(app: Litestar) -> None:
+    """Fix what Litestar gets wrong for this contract, once, when the app is built."""
+    schema = app.openapi_schema
+    _drop_framework_400s(schema)
+    _document_body_id_bounds(schema, _body_structs(app))
+
+
+async def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
+    """Litestar answers unknown /schema/* paths with an HTML page; keep every error problem+json."""
+    if response.status_code == 404:
+        problem = Problem(
+            type=problem_type("not-found"), title="Not Found", status=404, detail="no document at this path"
+        )
+        return problem_response(problem)
+    return response
+
+
+def _drop_framework_400s(schema: OpenAPI) -> None:
+    """Litestar documents a 400 in its own error shape; bad input here is always a 422 problem."""
+    for path_item in (schema.paths or {}).values():
+        for method in ("get", "put", "post", "patch", "delete"):
+            operation = getattr(path_item, method)
+            if operation is not None and operation.responses:
+                operation.responses.pop("400", None)
+
+
+def _body_structs(app: Litestar) -> set[type[msgspec.Struct]]:
+    """The Struct of every request body the app declares."""
+    structs = set()
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            data = handler.parsed_fn_signature.parameters.get("data")
+            body = None if data is None else data.annotation
+            if isinstance(body, type) and issubclass(body, msgspec.Struct):
+                structs.add(body)
+    return structs
+
+
+def _document_body_id_bounds(schema: OpenAPI, structs: set[type[msgspec.Struct]]) -> None:
+    """Litestar drops the constraints of list items: restore them on every list of ids in a body.
+
+    A list of ids is found by its type (a list of integers bounded 1..2^63-1), so renaming
+    a Struct or a field cannot break start-up.
+    """
+    components = schema.components.schemas or {}
+    for struct in structs:
+        component = components.get(struct.__name__)
+        if component is None or not component.properties:
+            continue
+        for field in msgspec.structs.fields(struct):
+            prop = component.properties.get(field.encode_name)
+            items = prop.items if isinstance(prop, Schema) else None
+            if _is_id_list(field.type) and isinstance(items, Schema):
+                items.minimum, items.maximum = 1, MAX_ID
+
+
+def _is_id_list(annotation: Any) -> bool:
+    info = msgspec.inspect.type_info(annotation)
+    return (
+        isinstance(info, msgspec.inspect.ListType)
+        and isinstance(info.item_type, msgspec.inspect.IntType)
+        and (info.item_type.ge, info.item_type.le) == (1, MAX_ID)
+    )
