@@ -122,12 +122,21 @@ def _integer_query_params(handler: HTTPRouteHandler) -> tuple[str, ...]:
     names: tuple[str, ...] | None = handler.opt.get(_INTEGER_QUERY_PARAMS)
     if names is None:
         names = handler.opt[_INTEGER_QUERY_PARAMS] = tuple(
-            kwarg.query or name
+            _query_name(name, field.kwarg_definition)
             for name, field in handler.parsed_fn_signature.parameters.items()
-            if isinstance(kwarg := field.kwarg_definition, ParameterKwarg)
-            and kwarg.header is None
-            and kwarg.cookie is None
-            and not any(f"{{{name}:" in path for path in handler.paths)  # a path parameter
-            and int in (field.annotation, *get_args(field.annotation))
+            if int in (field.annotation, *get_args(field.annotation))
+            and _is_query(name, field.kwarg_definition, handler)
         )
     return names
+
+
+def _is_query(name: str, kwarg: Any, handler: HTTPRouteHandler) -> bool:
+    if kwarg is not None and not isinstance(kwarg, ParameterKwarg):
+        return False  # a body or a dependency
+    if isinstance(kwarg, ParameterKwarg) and (kwarg.header or kwarg.cookie):
+        return False
+    return not any(f"{{{name}:" in path or f"{{{name}}}" in path for path in handler.paths)
+
+
+def _query_name(name: str, kwarg: Any) -> str:
+    return (kwarg.query if isinstance(kwarg, ParameterKwarg) else None) or name

@@ -16,7 +16,16 @@ class Status(msgspec.Struct):
     status: str
 
 
-@get("/health", operation_id="Health", summary="The process is up (no database call)", tags=["operations"])
+@get(
+    "/health",
+    operation_id="Health",
+    description=(
+        "Answers 200 while the process serves requests. It makes no database call, so it says "
+        "nothing about the database: use /ready for that."
+    ),
+    summary="The process is up (no database call)",
+    tags=["operations"],
+)
 async def health() -> Status:
     return Status(status="ok")
 
@@ -24,6 +33,10 @@ async def health() -> Status:
 @get(
     "/ready",
     operation_id="Ready",
+    description=(
+        "Answers 200 when the database answers a trivial query within 1.5 s, and a 503 problem "
+        "otherwise. Load balancers send traffic only while it is 200."
+    ),
     summary="The database answers: send traffic here",
     tags=["operations"],
     responses=problem_responses(),

@@ -16,6 +16,10 @@ class CourseController(Controller):
 
     @post(
         operation_id="CreateCourse",
+        description=(
+            "Creates a course and answers it with its `Location`. The code is unique case-"
+            "insensitively: a taken one is a 409 and nothing is written."
+        ),
         summary="Create a course",
         responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
     )
@@ -25,6 +29,10 @@ class CourseController(Controller):
 
     @get(
         operation_id="ListCourses",
+        description=(
+            "Answers one keyset page of courses ordered by id ascending. Pass the page's `next_after` "
+            "as `after` to get the next one; `next_after` is null exactly when no course follows."
+        ),
         summary="List courses, a keyset page at a time",
         responses=problem_responses(422),
     )
@@ -36,6 +44,7 @@ class CourseController(Controller):
     @get(
         "/{course_id:str}",
         operation_id="GetCourse",
+        description=("Answers one course by id. Safe and idempotent."),
         summary="Get a course",
         responses=problem_responses(404, 422),
     )
@@ -45,6 +54,10 @@ class CourseController(Controller):
     @patch(
         "/{course_id:str}",
         operation_id="UpdateCourse",
+        description=(
+            "Changes the fields given and keeps the others. A taken code is a 409 and nothing changes. "
+            "Sending the same body again leaves the same state."
+        ),
         summary="Change a course's code or title",
         responses=problem_responses(
             404, 409, 422, overrides={409: "The code is taken (case-insensitively)."}
@@ -58,6 +71,10 @@ class CourseController(Controller):
     @delete(
         "/{course_id:str}",
         operation_id="DeleteCourse",
+        description=(
+            "Deletes a course nobody is enrolled in. While any student is enrolled the answer is a 409 "
+            "and nothing is deleted: deleting a course never drops an enrollment."
+        ),
         summary="Delete a course that nobody is enrolled in",
         responses=problem_responses(
             404, 409, 422, overrides={409: "Students are enrolled in the course (problem+json)."}

@@ -28,6 +28,9 @@ _COURSE_LIST = ResponseSpec(
 @get(
     STUDENT_COURSES,
     operation_id="ListStudentCourses",
+    description=(
+        "Answers the student's enrolled courses, ordered by course id (`[]` when none). Safe and idempotent."
+    ),
     summary="List a student's courses",
     tags=["enrollments"],
     responses={200: _COURSE_LIST, **problem_responses(404, 422)},
@@ -39,6 +42,12 @@ async def list_student_courses(request: AnyRequest, student_id: StudentId) -> AS
 @post(
     STUDENT_COURSES,
     operation_id="AssignCourses",
+    description=(
+        "Adds courses to the student's set in one statement and answers the full list after the "
+        "call, ordered by course id. Idempotent: a course already taken adds no row, and repeats in"
+        " `course_ids` count once. All or nothing: if any id names no course, nothing is written "
+        "and the 422 lists every unknown id, sorted."
+    ),
     summary="Enroll a student in courses (idempotent, all or nothing)",
     tags=["enrollments"],
     status_code=200,
@@ -60,6 +69,11 @@ async def assign_courses(
 @put(
     STUDENT_COURSES,
     operation_id="ReplaceCourses",
+    description=(
+        "Makes the student's set exactly `course_ids` (`[]` clears it) in one transaction and "
+        "answers the new list, ordered by course id. Idempotent, and all or nothing: if any id "
+        "names no course, nothing changes and the 422 lists every unknown id, sorted."
+    ),
     summary="Replace a student's set of courses ([] clears it)",
     tags=["enrollments"],
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
@@ -80,6 +94,9 @@ async def replace_courses(
 @delete(
     STUDENT_COURSES + "/{course_id:str}",
     operation_id="RemoveCourse",
+    description=(
+        "Takes the student out of one course. A second call is a 404: the enrollment no longer exists."
+    ),
     summary="Take a student out of one course",
     tags=["enrollments"],
     responses=problem_responses(
@@ -93,6 +110,10 @@ async def remove_course(request: AnyRequest, student_id: StudentId, course_id: C
 @get(
     "/courses/{course_id:str}/students",
     operation_id="ListCourseStudents",
+    description=(
+        "Answers one keyset page of the students enrolled in the course, ordered by student id "
+        "ascending; `next_after` is null exactly when no student follows."
+    ),
     summary="List the students enrolled in a course, a keyset page at a time",
     tags=["enrollments"],
     responses=problem_responses(404, 422),

@@ -16,6 +16,10 @@ class StudentController(Controller):
 
     @post(
         operation_id="CreateStudent",
+        description=(
+            "Creates a student and answers it with its `Location`. The email is unique case-"
+            "insensitively (stored as given): a taken one is a 409 and nothing is written."
+        ),
         summary="Create a student",
         responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
     )
@@ -25,6 +29,10 @@ class StudentController(Controller):
 
     @get(
         operation_id="ListStudents",
+        description=(
+            "Answers one keyset page of students ordered by id ascending. Pass the page's `next_after` "
+            "as `after` to get the next one; `next_after` is null exactly when no student follows."
+        ),
         summary="List students, a keyset page at a time",
         responses=problem_responses(422),
     )
@@ -36,6 +44,7 @@ class StudentController(Controller):
     @get(
         "/{student_id:str}",
         operation_id="GetStudent",
+        description=("Answers one student by id. Safe and idempotent."),
         summary="Get a student",
         responses=problem_responses(404, 422),
     )
@@ -45,6 +54,10 @@ class StudentController(Controller):
     @patch(
         "/{student_id:str}",
         operation_id="UpdateStudent",
+        description=(
+            "Changes the fields given and keeps the others. A taken email is a 409 and nothing changes."
+            " Sending the same body again leaves the same state."
+        ),
         summary="Change a student's name or email",
         responses=problem_responses(
             404, 409, 422, overrides={409: "The email is taken (case-insensitively)."}
@@ -58,6 +71,10 @@ class StudentController(Controller):
     @delete(
         "/{student_id:str}",
         operation_id="DeleteStudent",
+        description=(
+            "Deletes a student and, in the same transaction, every enrollment of theirs. A student "
+            "already gone is a 404."
+        ),
         summary="Delete a student and their enrollments",
         responses=problem_responses(404, 422),
     )
