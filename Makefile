@@ -29,17 +29,19 @@ migrate: $(STAMP) ## Apply pending migrations to $DATABASE_URL
 rollback: $(STAMP) ## Undo the newest migration on $DATABASE_URL
 	$(PY) -m service.migrate rollback
 
-lint: $(STAMP) ## ruff check, ruff format --check, mypy
+lint: $(STAMP) typecheck ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy service
+
+typecheck: $(STAMP) ## mypy --strict on the service, its tests and the benchmark
+	$(VENV)/bin/mypy service bench
 
 fmt: $(STAMP) ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint ## Lint, then the whole suite against a fresh database
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: lint ## Lint, then the whole suite against a fresh database, with a coverage floor
+	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 clean: ## Remove the venv, caches and the embedded database
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -24,7 +24,7 @@ def start_embedded(data_dir: Path = DATA_DIR / "postgres") -> str:
     """Start (or reuse) the embedded server and answer a URL of its server-wide `postgres` database."""
     # pgserver warns about XDG_RUNTIME_DIR on every import; it falls back to /tmp, which is fine.
     warnings.filterwarnings("ignore", module="platformdirs")
-    import pgserver  # dev-only dependency: the deployed image always has DATABASE_URL
+    import pgserver  # noqa: PLC0415 - dev-only dependency: the deployed image always has DATABASE_URL
 
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     if data_dir not in _servers:
