@@ -30,7 +30,7 @@ class OwnPostgres:
     """A PostgreSQL this test may stop and start (the embedded one, in a temp dir)."""
 
     def __init__(self, data_dir: Path) -> None:
-        import pgserver
+        import pgserver  # noqa: PLC0415 - only the tests that stop a PostgreSQL need it
 
         self.server = pgserver.get_server(data_dir, cleanup_mode="delete")  # type: ignore[attr-defined]
         self.server.psql("CREATE DATABASE outage;")
