@@ -7,8 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from itertools import count
 from pathlib import Path
@@ -24,18 +25,22 @@ PROBLEM_JSON = "application/problem+json"
 MAX_ID = 2**63 - 1
 BAD_IDS = ["0", "-1", str(2**63), "abc", "1.5"]
 
+ROOT = Path(__file__).resolve().parent.parent  # the repository
+SERVICE_COMMAND = (sys.executable, "-m", "service")
+
 _serial = count(1)
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def running_service(database_url: str, **env: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def running_service(
+    database_url: str, *, cwd: Path = ROOT, command: Sequence[str] = SERVICE_COMMAND, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m service` as deployed, on a free port; answers the process and its base URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "ACCESS_LOG": "false", **env}
-    process = subprocess.Popen([sys.executable, "-m", "service"], cwd=ROOT, env=environ)
+    process = subprocess.Popen(list(command), cwd=cwd, env=environ)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -62,7 +67,7 @@ async def in_process(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     serialises "concurrent" requests; httpx's ASGITransport does not.
     """
     async with app.lifespan():
-        transport = httpx.ASGITransport(app=app)
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # narrower ASGI types
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
 
@@ -111,3 +116,51 @@ def course_list(response: httpx.Response) -> list[dict[str, Any]]:
 
 def ids(courses: list[dict[str, Any]]) -> list[int]:
     return [c["id"] for c in courses]
+
+
+@dataclass
+class PageWalk:
+    """A keyset walk through one list, checking API.md's paging promises on every page.
+
+    Any client can drive it: `while walk.more: walk.take(client.get(path, params=walk.params))`.
+    """
+
+    limit: int
+    items: list[dict[str, Any]] = field(default_factory=list)
+    pages: int = 0
+    after: int | None = None
+    more: bool = True
+
+    @property
+    def params(self) -> dict[str, int]:
+        """The query of the next page: `limit`, and `after` from the second page on."""
+        return {"limit": self.limit} | ({} if self.after is None else {"after": self.after})
+
+    def take(self, response: httpx.Response) -> None:
+        """Check one page and add its items: ordered by id, full unless it is the last."""
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("application/json")
+        page = response.json()
+        assert set(page) == {"items", "next_after"}, page
+        items: list[dict[str, Any]] = page["items"]
+        page_ids = [item["id"] for item in items]
+        assert page_ids == sorted(page_ids), "a page is ordered by id"
+        if self.items and items:
+            assert items[0]["id"] > self.items[-1]["id"], "a page starts after the previous one"
+        self.items += items
+        self.pages += 1
+        if page["next_after"] is None:
+            assert items or self.pages == 1, "a client never has to fetch an empty page"
+            self.more = False
+        else:
+            assert len(items) == self.limit, "only the last page may be short"
+            assert page["next_after"] == items[-1]["id"]
+            self.after = page["next_after"]
+
+
+async def walk_pages(client: httpx.AsyncClient, path: str, *, limit: int) -> PageWalk:
+    """Follow `next_after` from the first page to the last; answers the walk (items, pages)."""
+    walk = PageWalk(limit)
+    while walk.more:
+        walk.take(await client.get(path, params=walk.params))
+    return walk

@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
-from helpers import BAD_IDS, MAX_ID, assert_problem, new_course, unique
+from helpers import BAD_IDS, MAX_ID, assert_problem, new_course, unique, walk_pages
 
 Client = httpx.AsyncClient
 
@@ -113,28 +113,22 @@ async def test_delete_answers_204_then_the_course_is_gone(client: Client) -> Non
     course = await new_course(client)
     response = await client.delete(f"/courses/{course['id']}")
     assert response.status_code == 204
+    assert response.content == b""
     assert_problem(await client.get(f"/courses/{course['id']}"), 404)
     assert_problem(await client.delete(f"/courses/{course['id']}"), 404)
 
 
 async def test_listing_walks_every_course_once_in_id_order(client: Client) -> None:
     created = [await new_course(client, code=unique("W")) for _ in range(5)]
-    seen: list[dict[str, object]] = []
-    after = None
-    while True:
-        params = {"limit": 2} | ({"after": after} if after else {})
-        page = (await client.get("/courses", params=params)).json()
-        seen += page["items"]
-        if page["next_after"] is None:
-            break
-        after = page["next_after"]
-    assert seen == created
+    walk = await walk_pages(client, "/courses", limit=2)
+    assert walk.items == created
+    assert walk.pages == 3  # 2 + 2 + 1: no empty page at the end
 
 
 @pytest.mark.parametrize(
     ("params", "field"), [({"limit": 0}, "limit"), ({"limit": 501}, "limit"), ({"after": 0}, "after")]
 )
 async def test_list_parameters_out_of_bounds_are_422(
-    client: Client, params: dict[str, object], field: str
+    client: Client, params: dict[str, int], field: str
 ) -> None:
     assert_problem(await client.get("/courses", params=params), 422, field=field)

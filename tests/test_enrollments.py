@@ -9,7 +9,17 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import MAX_ID, assert_problem, course_list, ids, in_process, new_course, new_student
+from helpers import (
+    BAD_IDS,
+    MAX_ID,
+    assert_problem,
+    course_list,
+    ids,
+    in_process,
+    new_course,
+    new_student,
+    walk_pages,
+)
 
 from service.app import create_app
 from service.settings import Settings
@@ -36,6 +46,48 @@ async def courses(client: Client) -> list[dict[str, Any]]:
 
 def url(student: dict[str, Any]) -> str:
     return f"/students/{student['id']}/courses"
+
+
+# The named tests of the original task list (assign, list, refuse an unknown course)
+
+
+async def test_assign_courses(client: Client, db: asyncpg.Connection) -> None:
+    student = await new_student(client)
+    courses = [await new_course(client) for _ in range(3)]
+    response = await client.post(
+        f"/students/{student['id']}/courses", json={"course_ids": [c["id"] for c in courses]}
+    )
+    answered = course_list(response)
+    assert ids(answered) == [c["id"] for c in courses]
+    assert [(c["code"], c["title"]) for c in answered] == [(c["code"], c["title"]) for c in courses]
+    assert await db.fetchval("SELECT count(*) FROM student_courses WHERE student_id = $1", student["id"]) == 3
+
+
+async def test_get_courses(client: Client) -> None:
+    student = await new_student(client)
+    assert course_list(await client.get(f"/students/{student['id']}/courses")) == []
+    first, second = await new_course(client), await new_course(client)
+    assigned = course_list(
+        await client.post(
+            f"/students/{student['id']}/courses", json={"course_ids": [second["id"], first["id"]]}
+        )
+    )
+    listed = course_list(await client.get(f"/students/{student['id']}/courses"))
+    assert listed == assigned
+    assert ids(listed) == [first["id"], second["id"]]
+    assert set(listed[0]) == {"id", "code", "title", "enrolled_at"}
+
+
+async def test_assign_invalid_course(client: Client, db: asyncpg.Connection) -> None:
+    student = await new_student(client)
+    course = await new_course(client)
+    missing = [MAX_ID, 999_999_999, 424_242]
+    response = await client.post(
+        f"/students/{student['id']}/courses", json={"course_ids": [missing[0], course["id"], *missing[1:]]}
+    )
+    body = assert_problem(response, 422)
+    assert body["unknown_course_ids"] == sorted(missing)
+    assert await db.fetchval("SELECT count(*) FROM student_courses") == 0
 
 
 # POST: assign
@@ -80,6 +132,7 @@ async def test_one_unknown_id_makes_the_whole_assignment_a_422_that_writes_nothi
     )
     assert body["unknown_course_ids"] == [9_000_000_000, 9_000_000_001]  # every one, sorted, once
     assert course_list(await client.get(url(student))) == before
+    assert await enrolled_ids(db, student["id"]) == [courses[0]["id"]]
 
 
 async def test_assigning_to_an_unknown_student_is_404_and_writes_nothing(
@@ -102,34 +155,42 @@ async def test_a_thousand_ids_are_accepted(
     assert len(course_list(await client.post(url(student), json=body))) == 5
 
 
+# Not a valid `course_ids` for either method (PUT's `[]` is valid: it clears, tested below).
+BAD_COURSE_IDS: list[Any] = [
+    list(range(1, 1002)),
+    [0],
+    [-1],
+    [2**63],
+    [99999999999999999999],
+    ["1"],
+    [1.0],
+    [True],
+    [None],
+    "1",
+    None,
+    {"id": 1},
+]
+
+
 @pytest.mark.parametrize(
-    "course_ids",
-    [
-        [],
-        list(range(1, 1002)),
-        [0],
-        [-1],
-        [2**63],
-        [99999999999999999999],
-        ["1"],
-        [1.0],
-        [True],
-        [None],
-        "1",
-        None,
-        {"id": 1},
-    ],
+    ("method", "course_ids"),
+    [("POST", [])] + [(method, bad) for method in ("POST", "PUT") for bad in BAD_COURSE_IDS],
 )
-@pytest.mark.parametrize("method", ["POST", "PUT"])
 async def test_out_of_bounds_or_mistyped_ids_are_422_naming_course_ids(
-    client: Client, db: asyncpg.Connection, student: dict[str, Any], method: str, course_ids: Any
+    client: Client,
+    db: asyncpg.Connection,
+    student: dict[str, Any],
+    courses: list[dict[str, Any]],
+    method: str,
+    course_ids: Any,
 ) -> None:
-    if method == "PUT" and course_ids == []:
-        return  # PUT [] is valid (it clears); tested below
+    """A 422 that names `course_ids`, and the student's courses stay as they were (a PUT replaces nothing)."""
+    course_list(await client.post(url(student), json={"course_ids": [courses[0]["id"]]}))
     response = await client.request(method, url(student), json={"course_ids": course_ids})
     body = assert_problem(response, 422)
     assert body["errors"][0]["field"].startswith("course_ids"), body
-    assert await db.fetchval("SELECT count(*) FROM student_courses") == 0
+    assert await db.fetchval("SELECT count(*) FROM student_courses") == 1
+    assert await enrolled_ids(db, student["id"]) == [courses[0]["id"]]
 
 
 @pytest.mark.parametrize(
@@ -151,8 +212,10 @@ async def test_a_body_that_is_not_a_course_assignment_is_refused(
     assert_problem(response, response.status_code)
 
 
-@pytest.mark.parametrize("bad_id", ["0", "-1", str(2**63), "x", "1.5"])
-async def test_a_bad_student_id_is_422_on_every_enrollment_route(client: Client, bad_id: str) -> None:
+@pytest.mark.parametrize("bad_id", BAD_IDS)
+async def test_a_bad_student_or_course_id_is_422_on_every_enrollment_route(
+    client: Client, bad_id: str
+) -> None:
     for method in ("GET", "POST", "PUT"):
         response = await client.request(method, f"/students/{bad_id}/courses", json={"course_ids": [1]})
         assert_problem(response, 422, field="student_id")
@@ -202,8 +265,14 @@ async def test_put_with_an_unknown_id_is_422_and_replaces_nothing(
     assert await enrolled_ids(db, student["id"]) == [courses[0]["id"]]
 
 
-async def test_put_for_an_unknown_student_is_404(client: Client, db: asyncpg.Connection) -> None:
+async def test_put_for_an_unknown_student_is_404_and_writes_nothing(
+    client: Client, db: asyncpg.Connection, courses: list[dict[str, Any]]
+) -> None:
     assert_problem(await client.put(f"/students/{MAX_ID}/courses", json={"course_ids": []}), 404)
+    assert_problem(
+        await client.put(f"/students/{MAX_ID}/courses", json={"course_ids": [courses[0]["id"]]}), 404
+    )
+    assert await db.fetchval("SELECT count(*) FROM student_courses") == 0
 
 
 # DELETE one enrollment
@@ -260,25 +329,16 @@ async def test_the_students_of_a_course_walk_in_pages(client: Client, courses: l
     await client.post(
         url(await new_student(client)), json={"course_ids": [courses[1]["id"]]}
     )  # another course
-    seen: list[dict[str, Any]] = []
-    after = None
-    while True:
-        page = await client.get(
-            f"/courses/{cid}/students", params={"limit": 3} | ({"after": after} if after else {})
-        )
-        assert page.status_code == 200
-        body = page.json()
-        seen += body["items"]
-        if body["next_after"] is None:
-            break
-        after = body["next_after"]
-    assert seen == students
+    walk = await walk_pages(client, f"/courses/{cid}/students", limit=3)
+    assert walk.items == students  # in id order, not in the order they enrolled
+    assert walk.pages == 3
 
 
 async def test_a_course_without_students_answers_an_empty_page(
     client: Client, courses: list[dict[str, Any]]
 ) -> None:
     response = await client.get(f"/courses/{courses[0]['id']}/students")
+    assert response.status_code == 200
     assert response.json() == {"items": [], "next_after": None}
 
 

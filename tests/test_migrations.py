@@ -6,15 +6,13 @@ import asyncio
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import asyncpg
 import pytest
+from helpers import ROOT
 from yoyo.exceptions import LockTimeout
 
 from service import migrate
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def tables(url: str) -> set[str]:

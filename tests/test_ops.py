@@ -9,14 +9,13 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from helpers import PROBLEM_JSON, assert_problem, in_process
+from helpers import PROBLEM_JSON, ROOT, assert_problem, in_process
 from litestar import Litestar, get
 
 from service.db import QueryError, QueryGroup, check_queries, sql_file
 from service.errors import EXCEPTION_HANDLERS
 
 Client = httpx.AsyncClient
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_health_answers_ok(client: Client) -> None:

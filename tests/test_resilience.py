@@ -7,6 +7,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from service.devdb import with_database
 from service.settings import Settings
 
 Client = httpx.AsyncClient
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class OwnPostgres:
@@ -37,9 +37,8 @@ class OwnPostgres:
         self.url = with_database(self.server.get_uri(), "outage")
 
     def stop(self) -> None:
-        pgserver_commands.pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user
-        )
+        pg_ctl = pgserver_commands.pg_ctl  # type: ignore[attr-defined]  # made at import, per binary
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user)
 
     def start(self) -> None:
         self.server.ensure_postgres_running()
@@ -166,10 +165,13 @@ async def test_requests_that_arrive_together_still_wait_at_most_the_acquire_time
 async def test_every_pooled_connection_has_the_session_settings(settings: Settings) -> None:
     db = await Database.connect(settings)
     try:
-        async with db.connection() as conn:
-            assert await conn.fetchval("SHOW statement_timeout") == "3s"
-            assert await conn.fetchval("SHOW random_page_cost") == "1.1"
-            assert await conn.fetchval("SHOW timezone") == "UTC"
+        async with AsyncExitStack() as held:  # held at once: the first one and new ones alike
+            connections = [await held.enter_async_context(db.connection()) for _ in range(3)]
+            assert len({id(conn) for conn in connections}) == 3
+            for conn in connections:
+                assert await conn.fetchval("SHOW statement_timeout") == "3s"
+                assert await conn.fetchval("SHOW random_page_cost") == "1.1"
+                assert await conn.fetchval("SHOW timezone") == "UTC"
     finally:
         await db.close()
 

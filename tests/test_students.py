@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import httpx
 import pytest
-from helpers import BAD_IDS, MAX_ID, assert_problem, course_list, ids, new_course, new_student, unique
+from helpers import BAD_IDS, MAX_ID, assert_problem, new_student, unique, walk_pages
 
 Client = httpx.AsyncClient
 
@@ -32,10 +32,27 @@ async def test_creating_a_student_answers_201_with_location_and_body(client: Cli
     assert (await client.get(response.headers["location"])).json() == body
 
 
-async def test_unknown_fields_in_the_body_are_ignored(client: Client) -> None:
-    response = await client.post("/students", json={"name": "A", "email": "a@b.io", "id": 99, "role": "x"})
-    assert response.status_code == 201
-    assert "role" not in response.json()
+async def test_unknown_fields_in_the_body_are_ignored(client: Client, db: asyncpg.Connection) -> None:
+    """Even `id` and `created_at`: the server assigns them, so a caller can neither pick nor take an id."""
+    existing = await new_student(client)
+    for taken_or_unissued in (existing["id"], MAX_ID):
+        body = {
+            "name": "A",
+            "email": unique("a") + "@b.io",
+            "role": "x",
+            "created_at": "1970-01-01T00:00:00Z",
+        }
+        response = await client.post("/students", json={**body, "id": taken_or_unissued})
+        assert response.status_code == 201, response.text
+        created = response.json()
+        assert_student_shape(created)  # no `role`
+        assert (created["name"], created["email"]) == ("A", body["email"])
+        assert created["id"] not in (existing["id"], MAX_ID)
+        assert not created["created_at"].startswith("1970")
+        assert (await client.get(response.headers["location"])).json() == created
+    assert (await client.get(f"/students/{existing['id']}")).json() == existing
+    assert_problem(await client.get(f"/students/{MAX_ID}"), 404)
+    assert await db.fetchval("SELECT count(*) FROM students") == 3
 
 
 async def test_a_taken_email_is_409_case_insensitively(client: Client, db: asyncpg.Connection) -> None:
@@ -168,21 +185,9 @@ async def test_delete_answers_204_then_the_student_is_gone(client: Client) -> No
 
 async def test_listing_walks_every_student_once_in_id_order(client: Client) -> None:
     created = [await new_student(client, name=unique("S")) for _ in range(7)]
-    seen: list[dict[str, object]] = []
-    after: int | None = None
-    pages = 0
-    while True:
-        params = {"limit": 3} | ({"after": after} if after else {})
-        page = (await client.get("/students", params=params)).json()
-        assert set(page) == {"items", "next_after"}
-        seen += page["items"]
-        pages += 1
-        if page["next_after"] is None:
-            break
-        assert page["next_after"] == page["items"][-1]["id"]
-        after = page["next_after"]
-    assert seen == created
-    assert pages == 3  # 3 + 3 + 1: no empty page at the end
+    walk = await walk_pages(client, "/students", limit=3)
+    assert walk.items == created
+    assert walk.pages == 3  # 3 + 3 + 1: no empty page at the end
 
 
 async def test_a_full_last_page_answers_next_after_null(client: Client) -> None:
@@ -218,49 +223,6 @@ async def test_an_empty_list_answers_no_items(client: Client) -> None:
     ],
 )
 async def test_list_parameters_out_of_bounds_are_422(
-    client: Client, params: dict[str, object], field: str
+    client: Client, params: dict[str, int | str], field: str
 ) -> None:
     assert_problem(await client.get("/students", params=params), 422, field=field)
-
-
-# A student's courses (the named tests of the original task list; the rest of the
-# enrollment rules are in test_enrollments.py).
-
-
-async def test_assign_courses(client: Client, db: asyncpg.Connection) -> None:
-    student = await new_student(client)
-    courses = [await new_course(client) for _ in range(3)]
-    response = await client.post(
-        f"/students/{student['id']}/courses", json={"course_ids": [c["id"] for c in courses]}
-    )
-    answered = course_list(response)
-    assert ids(answered) == [c["id"] for c in courses]
-    assert [(c["code"], c["title"]) for c in answered] == [(c["code"], c["title"]) for c in courses]
-    assert await db.fetchval("SELECT count(*) FROM student_courses WHERE student_id = $1", student["id"]) == 3
-
-
-async def test_get_courses(client: Client) -> None:
-    student = await new_student(client)
-    assert course_list(await client.get(f"/students/{student['id']}/courses")) == []
-    first, second = await new_course(client), await new_course(client)
-    assigned = course_list(
-        await client.post(
-            f"/students/{student['id']}/courses", json={"course_ids": [second["id"], first["id"]]}
-        )
-    )
-    listed = course_list(await client.get(f"/students/{student['id']}/courses"))
-    assert listed == assigned
-    assert ids(listed) == [first["id"], second["id"]]
-    assert set(listed[0]) == {"id", "code", "title", "enrolled_at"}
-
-
-async def test_assign_invalid_course(client: Client, db: asyncpg.Connection) -> None:
-    student = await new_student(client)
-    course = await new_course(client)
-    missing = [MAX_ID, 999_999_999, 424_242]
-    response = await client.post(
-        f"/students/{student['id']}/courses", json={"course_ids": [missing[0], course["id"], *missing[1:]]}
-    )
-    body = assert_problem(response, 422)
-    assert body["unknown_course_ids"] == sorted(missing)
-    assert await db.fetchval("SELECT count(*) FROM student_courses") == 0
