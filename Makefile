@@ -34,7 +34,7 @@ lint: $(STAMP) typecheck ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP) ## mypy --strict on the service, its tests and the benchmark
-	$(VENV)/bin/mypy service bench
+	$(VENV)/bin/mypy service bench tests
 
 fmt: $(STAMP) ## Format and autofix with ruff
 	$(VENV)/bin/ruff format .
