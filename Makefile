@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate rollback test lint fmt typecheck bench clean
+.PHONY: help install run migrate rollback api-key test lint fmt typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ migrate: $(STAMP) ## Apply pending migrations to $DATABASE_URL
 
 rollback: $(STAMP) ## Undo the newest migration on $DATABASE_URL
 	$(PY) -m service.migrate rollback
+
+NAME ?= make-api-key
+SCOPES ?= read
+api-key: $(STAMP) ## Mint an API key (NAME=, SCOPES="read write admin"); the key is the last line
+	@$(PY) -m service.keys create --migrate --name "$(NAME)" --scopes $(SCOPES)
 
 lint: $(STAMP) typecheck ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .

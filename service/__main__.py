@@ -15,9 +15,12 @@ import sys
 import asyncpg
 import uvicorn
 
+# Importing the app declares every QueryGroup, so the preflight checks them all.
+from service import app as _app  # noqa: F401
 from service import migrate
 from service.db import DATABASE_OUTAGES, check_queries
 from service.devdb import resolve_database_url
+from service.keys.cli import DEV_KEY_FILE, development_key
 from service.settings import Settings
 
 
@@ -45,12 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("--migrate", action="store_true", help="apply pending migrations first")
     args = parser.parse_args(argv)
+    embedded = not os.environ.get("DATABASE_URL")
     try:
         os.environ["DATABASE_URL"] = resolve_database_url()
         settings = Settings.from_env()
         if args.migrate:
             migrate.apply(settings.database_url)
         asyncio.run(preflight(settings))
+        if embedded and settings.auth:
+            key = development_key(settings.database_url)
+            print(
+                f"enrollment-service: development API key (admin), also in {DEV_KEY_FILE}:", file=sys.stderr
+            )
+            print(key, file=sys.stderr)
     except Exception as exc:  # one clear line for operators, not a traceback wall
         print(
             f"enrollment-service: cannot start: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr

@@ -11,20 +11,28 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Router
-from litestar.types import ControllerRouterHandler
+from litestar.middleware import DefineMiddleware
+from litestar.types import ControllerRouterHandler, Middleware
 
+from service.auth import Authenticate, KeyCache, check_routes_declare_scopes
 from service.courses.routes import CourseController
 from service.db import DATABASE_OUTAGES, Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import EXCEPTION_HANDLERS
 from service.inputs import MAX_BODY_BYTES, JSONRequest, refuse_lenient_integers
+from service.keys.routes import ApiKeyController
 from service.observability import AccessLog, Metrics, RequestObserver, metrics
 from service.openapi import correct_schema, openapi_config
 from service.ops import health, ready
 from service.settings import Settings
 from service.students.routes import StudentController
 
-RESOURCE_ROUTES: list[ControllerRouterHandler] = [StudentController, CourseController, *ENROLLMENT_ROUTES]
+RESOURCE_ROUTES: list[ControllerRouterHandler] = [
+    StudentController,
+    CourseController,
+    *ENROLLMENT_ROUTES,
+    ApiKeyController,
+]
 
 log = logging.getLogger("service")
 
@@ -33,24 +41,39 @@ def create_app(settings: Settings | None = None) -> Litestar:
     """Build the service; settings come from the environment unless given."""
     settings = settings or Settings.from_env()
     app_metrics = Metrics()
+    keys = KeyCache(app_metrics.auth, refresh_s=settings.auth_refresh_s)
     app = Litestar(
         route_handlers=[
-            # The resource routes take ids and page sizes, written as integers only.
-            Router("/", route_handlers=RESOURCE_ROUTES, before_request=refuse_lenient_integers),
+            # The resource routes need an API key, and take ids and page sizes written as integers only.
+            Router(
+                "/",
+                route_handlers=RESOURCE_ROUTES,
+                middleware=_authentication(settings, keys),
+                before_request=refuse_lenient_integers,
+            ),
             health,
             ready,
             metrics,
         ],
-        lifespan=[DatabaseLifespan(settings, app_metrics)],
+        lifespan=[DatabaseLifespan(settings, app_metrics, keys)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         openapi_config=openapi_config(),
         request_max_body_size=MAX_BODY_BYTES,
     )
     app.state.metrics = app_metrics
+    app.state.key_cache = keys
+    check_routes_declare_scopes(app)
     correct_schema(app)
     _configure_observer(app, settings, app_metrics)
     return app
+
+
+def _authentication(settings: Settings, keys: KeyCache) -> list[Middleware]:
+    """The key check in front of every resource route, unless AUTH=off."""
+    if not settings.auth:
+        return []
+    return [DefineMiddleware(Authenticate, keys=keys)]
 
 
 def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics) -> None:
@@ -63,22 +86,27 @@ def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics)
 
 
 class DatabaseLifespan:
-    """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown.
+    """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown;
+    the API key cache uses the pool meanwhile.
 
     The pool lives on `app.state.db`, where handlers find it with `db_of(request)`.
     """
 
-    def __init__(self, settings: Settings, app_metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, app_metrics: Metrics, keys: KeyCache) -> None:
         self.settings = settings
         self.metrics = app_metrics
+        self.keys = keys
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
         db = app.state.db = await Database.connect(self.settings)
         self.metrics.pool.watch(size=db.pool.get_size, idle=db.pool.get_idle_size, waiting=lambda: db.waiting)
+        if not self.settings.auth:
+            log.warning("AUTH=off: every caller may read and change everything, API keys unchecked")
         try:
             await _check_queries_if_reachable(db)
-            yield
+            async with self.keys.refreshing(db):
+                yield
         finally:
             await db.close()
 

@@ -40,6 +40,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
     unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
+    # The scope a 403 needed.
+    required_scope: str | msgspec.UnsetType = msgspec.UNSET
     # The X-Request-ID of the request, to find its log line.
     request_id: str | msgspec.UnsetType = msgspec.UNSET
 
@@ -62,6 +64,10 @@ class ProblemError(Exception):
     @classmethod
     def title(cls) -> str:
         return HTTPStatus(cls.status).phrase
+
+    def headers(self) -> dict[str, str] | None:
+        """Headers the answer carries besides the problem."""
+        return None
 
 
 class NotFound(ProblemError):
@@ -108,6 +114,11 @@ class EnrollmentNotFound(NotFound):
         super().__init__(f"student {student_id} is not enrolled in course {course_id}")
 
 
+class ApiKeyNotFound(NotFound):
+    def __init__(self, key_id: int) -> None:
+        super().__init__(f"API key {key_id} does not exist")
+
+
 class EmailTaken(Conflict):
     def __init__(self, email: str) -> None:
         super().__init__(f"a student with the email {email!r} already exists")
@@ -139,9 +150,52 @@ class UnknownCourses(ProblemError):
         return problem
 
 
+class Unauthorized(ProblemError):
+    """No usable API key. The answer never says which of missing, malformed, unknown,
+    revoked or expired it was (the metrics do)."""
+
+    status = 401
+    slug = "unauthorized"
+
+    def __init__(self, *, key_sent: bool) -> None:
+        super().__init__("this endpoint needs a valid API key: send `Authorization: Bearer <key>`")
+        self.key_sent = key_sent
+
+    def headers(self) -> dict[str, str]:
+        # RFC 6750: error="invalid_token" when credentials were sent.
+        error = ', error="invalid_token"' if self.key_sent else ""
+        return {"WWW-Authenticate": f'Bearer realm="enrollment"{error}'}
+
+
+class InsufficientScope(ProblemError):
+    """A valid key whose scopes do not cover the endpoint."""
+
+    status = 403
+    slug = "insufficient-scope"
+
+    def __init__(self, required_scope: str) -> None:
+        super().__init__(f"this endpoint needs an API key with the `{required_scope}` scope")
+        self.required_scope = required_scope
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.required_scope = self.required_scope
+        return problem
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "WWW-Authenticate": (
+                f'Bearer realm="enrollment", error="insufficient_scope", scope="{self.required_scope}"'
+            )
+        }
+
+
 class Unavailable(ProblemError):
     status = 503
     slug = "database-unavailable"
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": RETRY_AFTER_S}
 
 
 def problem_type(slug: str) -> str:
@@ -186,8 +240,7 @@ def invalid_body(exc: msgspec.ValidationError | msgspec.DecodeError) -> InvalidI
 
 
 def _from_problem_error(request: Request[Any, Any, Any], exc: ProblemError) -> Response[bytes]:
-    headers = {"Retry-After": RETRY_AFTER_S} if exc.status == 503 else None
-    return problem_response(exc.problem(), headers, request=request)
+    return problem_response(exc.problem(), exc.headers(), request=request)
 
 
 def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:

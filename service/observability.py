@@ -15,6 +15,7 @@ import os
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -98,8 +99,30 @@ class PoolMetrics(Collector):
             yield GaugeMetricFamily(name, documentation, value=read())
 
 
+class AuthMetrics(Collector):
+    """Refused requests by reason, and key lookups that went to the database."""
+
+    def __init__(self) -> None:
+        self.failures: Counter[str] = Counter()
+        self.lookups = 0
+
+    def collect(self) -> Iterator[Metric]:
+        failures = CounterMetricFamily(
+            "enrollment_auth_failures", "Requests refused with 401 or 403, by reason.", labels=["reason"]
+        )
+        for reason, count in sorted(self.failures.items()):
+            failures.add_metric([reason], count)
+        yield failures
+        yield CounterMetricFamily(
+            "enrollment_auth_key_lookups",
+            "API keys looked up in the database (cache misses); none in the steady state.",
+            value=self.lookups,
+        )
+
+
 class Metrics:
-    """One app's Prometheus registry: its requests, its pool, and the process it runs in.
+    """One app's Prometheus registry: its requests, its pool, its API key checks, and the
+    process it runs in.
 
     Built by `create_app`, so two apps in one process (as tests make) count apart.
     """
@@ -108,7 +131,15 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = RequestMetrics()
         self.pool = PoolMetrics()
-        for collector in (self.requests, self.pool, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        self.auth = AuthMetrics()
+        for collector in (
+            self.requests,
+            self.pool,
+            self.auth,
+            PROCESS_COLLECTOR,
+            PLATFORM_COLLECTOR,
+            GC_COLLECTOR,
+        ):
             self.registry.register(collector)
 
 
@@ -131,6 +162,7 @@ class _AccessLine(msgspec.Struct):
     status: int
     duration_ms: float
     request_id: str
+    key_id: int | None  # the caller's API key (never the key)
     msg: str = "request"
 
 
@@ -205,7 +237,15 @@ class RequestObserver:
         self.metrics.observe(method, route, status, seconds)
         if self.access_log is not None:
             self.access_log.write(
-                _AccessLine(time.time(), method, route, status, round(seconds * 1000, 3), request_id)
+                _AccessLine(
+                    time.time(),
+                    method,
+                    route,
+                    status,
+                    round(seconds * 1000, 3),
+                    request_id,
+                    scope["state"].get("key_id"),
+                )
             )
 
 

@@ -10,10 +10,24 @@ from litestar import Litestar, Response, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.openapi.spec import Contact, OpenAPI, Schema, Tag
+from litestar.openapi.spec import (
+    Contact,
+    OpenAPI,
+    OpenAPIHeader,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Reference,
+    Schema,
+    SecurityScheme,
+    Tag,
+)
+from litestar.routes import HTTPRoute
 
 from service import __version__
+from service.auth import REQUIRED_SCOPE
 from service.errors import PROBLEM_JSON, Problem, problem_response, problem_type
+from service.keys.scopes import Scope
 from service.params import MAX_ID
 
 _DESCRIPTIONS = {
@@ -45,6 +59,7 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="students", description="People who take courses."),
             Tag(name="courses", description="What can be taken."),
             Tag(name="enrollments", description="Which student takes which course."),
+            Tag(name="api-keys", description="Who may call the API, with which scopes (the `admin` scope)."),
             Tag(name="operations", description="Probes for load balancers and orchestrators."),
         ],
         path="/schema",
@@ -61,6 +76,7 @@ def correct_schema(app: Litestar) -> None:
     schema = app.openapi_schema
     _drop_framework_400s(schema)
     _document_body_id_bounds(schema, _body_structs(app))
+    _document_api_keys(app, schema)
 
 
 async def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
@@ -119,3 +135,59 @@ def _is_id_list(annotation: Any) -> bool:
         and isinstance(info.item_type, msgspec.inspect.IntType)
         and (info.item_type.ge, info.item_type.le) == (1, MAX_ID)
     )
+
+
+_SECURITY_SCHEME = "apiKey"
+
+
+def _document_api_keys(app: Litestar, schema: OpenAPI) -> None:
+    """Each operation behind a key gets the bearer requirement, its scope, and its 401 and 403.
+
+    Read from the routes' own `required_scope`, so the document cannot disagree with the check.
+    """
+    components = schema.components
+    components.security_schemes = {
+        _SECURITY_SCHEME: SecurityScheme(
+            type="http",
+            scheme="bearer",
+            bearer_format="enr_ and 43 base62 characters",
+            description="An API key: `Authorization: Bearer <key>`. Keys come from `make api-key` "
+            "or `POST /api-keys`.",
+        )
+    }
+    for route in app.routes:
+        path_item = (schema.paths or {}).get(route.path_format)
+        if not isinstance(route, HTTPRoute) or path_item is None:
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            required: Scope | None = handler.opt.get(REQUIRED_SCOPE)
+            operation = getattr(path_item, method.lower(), None)
+            if required is None or operation is None:
+                continue
+            operation.security = [{_SECURITY_SCHEME: []}]
+            operation.description = f"{operation.description} Needs the `{required.label}` scope."
+            operation.responses = {**(operation.responses or {}), **_auth_responses(required)}
+
+
+def _auth_responses(required: Scope) -> dict[str, OpenAPIResponse | Reference]:
+    problem = {PROBLEM_JSON: OpenAPIMediaType(schema=Reference(ref="#/components/schemas/Problem"))}
+    challenge: dict[str, OpenAPIHeader | Reference] = {
+        "WWW-Authenticate": OpenAPIHeader(
+            schema=Schema(type=OpenAPIType.STRING), description="The Bearer challenge (RFC 6750)."
+        )
+    }
+    return {
+        "401": OpenAPIResponse(
+            description="No API key, or one that is unknown, revoked or expired (problem+json).",
+            content=problem,
+            headers=challenge,
+        ),
+        "403": OpenAPIResponse(
+            description=(
+                f"The key is valid but lacks the `{required.label}` scope; `required_scope` names it "
+                "(problem+json)."
+            ),
+            content=problem,
+            headers=challenge,
+        ),
+    }

@@ -17,6 +17,7 @@ _ID_BOUNDS = {"minimum": 1, "maximum": MAX_ID}
 # Path segments are declared `:str` so a non-integer is a named 422, not a router 404.
 StudentId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Student id.", schema_extra=_ID_BOUNDS)]
 CourseIdParam = Annotated[int, Parameter(ge=1, le=MAX_ID, description="Course id.", schema_extra=_ID_BOUNDS)]
+ApiKeyId = Annotated[int, Parameter(ge=1, le=MAX_ID, description="API key id.", schema_extra=_ID_BOUNDS)]
 Limit = Annotated[
     int,
     Parameter(ge=1, le=500, description="Page size (1..500).", schema_extra={"minimum": 1, "maximum": 500}),

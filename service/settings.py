@@ -33,6 +33,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     random_page_cost: float = 1.1
     # One JSON line per request on stdout.
     access_log: bool = True
+    # API keys on every resource route. Off only for local experiments: it warns at every start.
+    auth: bool = True
+    # How often each process re-reads the keys it has verified: a revocation or an expiry
+    # set later takes effect within this time (API.md promises 5 s).
+    auth_refresh_s: float = 2.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "statement_cache_size": _int(env, "DB_STATEMENT_CACHE_SIZE", 0, 100_000),
             "random_page_cost": _number(env, "DB_RANDOM_PAGE_COST", 0, 1000),
             "access_log": _bool(env, "ACCESS_LOG"),
+            "auth": _bool(env, "AUTH"),
+            "auth_refresh_s": _number(env, "AUTH_REFRESH_S", 0, 5, "seconds"),
         }
         settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
         if settings.pool_min_size > settings.pool_max_size:

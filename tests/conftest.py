@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-from helpers import in_process
+from helpers import in_process, mint_key
 from litestar import Litestar
 
 from service import migrate
@@ -84,7 +84,13 @@ async def app(settings: Settings) -> Litestar:
 
 
 @pytest.fixture(scope="session")
-async def session_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+async def admin_key(migrated_url: str) -> str:
+    """An admin key in the run's database: the shared client sends it with every request."""
+    return (await mint_key(migrated_url, "admin", name="test-suite")).key
+
+
+@pytest.fixture(scope="session")
+async def session_client(app: Litestar, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
     """A client calling the app in this event loop, so gathered requests really run in parallel.
 
     The app's lifespan holds anyio scopes that must be left by the task that entered them,
@@ -94,7 +100,7 @@ async def session_client(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     clients: list[httpx.AsyncClient] = []
 
     async def hold() -> None:
-        async with in_process(app) as client:
+        async with in_process(app, key=admin_key) as client:
             clients.append(client)
             entered.set()
             await leave.wait()
@@ -116,6 +122,6 @@ async def db(migrated_url: str) -> AsyncIterator[asyncpg.Connection]:
 
 @pytest.fixture
 async def client(session_client: httpx.AsyncClient, db: asyncpg.Connection) -> httpx.AsyncClient:
-    """The app client, with the data tables emptied first (yoyo's own tables are kept)."""
+    """The app client, with the data tables emptied first (yoyo's own tables and the keys are kept)."""
     await db.execute("TRUNCATE students, courses CASCADE")
     return session_client

@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import count
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ import msgspec
 from litestar import Litestar
 
 from service.enrollments.schemas import EnrolledCourse
+from service.keys import repository as keys
+from service.keys.cli import on_database
+from service.keys.schemas import ApiKeyCreate, NewApiKey
+from service.keys.scopes import ScopeName
 
 PROBLEM_JSON = "application/problem+json"
 MAX_ID = 2**63 - 1
@@ -60,16 +64,31 @@ def running_service(
 
 
 @asynccontextmanager
-async def in_process(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and call it in this event loop.
+async def in_process(app: Litestar, *, key: str | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and call it in this event loop, sending `key` with every request.
 
     Litestar's AsyncTestClient sends each request through a blocking portal, which
     serialises "concurrent" requests; httpx's ASGITransport does not.
     """
     async with app.lifespan():
         transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]  # narrower ASGI types
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        headers = bearer(key) if key else None
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=headers
+        ) as client:
             yield client
+
+
+async def mint_key(
+    database_url: str, *scopes: ScopeName, expires_at: datetime | None = None, name: str = "tests"
+) -> NewApiKey:
+    """A new API key in that database, as `make api-key` makes one."""
+    new = ApiKeyCreate(name=name, scopes=list(scopes), expires_at=expires_at)
+    return await on_database(database_url, lambda db: keys.create_key(db, new=new))
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def unique(prefix: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from helpers import ROOT, running_service
+from helpers import ROOT, bearer, mint_key, running_service
 
 from service.settings import Settings
 
@@ -139,7 +140,10 @@ def test_the_files_the_image_copies_are_enough_to_migrate_serve_and_pass_the_hea
         healthy = subprocess.run(healthcheck_command(base), capture_output=True, timeout=10, check=False)
         assert healthy.returncode == 0, healthy.stderr
         assert httpx.get(f"{base}/ready").status_code == 200
-        created = httpx.post(f"{base}/students", json={"name": "Ada", "email": "ada@example.org"})
+        key = asyncio.run(mint_key(empty_database_url, "write")).key
+        created = httpx.post(
+            f"{base}/students", json={"name": "Ada", "email": "ada@example.org"}, headers=bearer(key)
+        )
         assert created.status_code == 201, created.text
     down = subprocess.run(healthcheck_command(base), capture_output=True, timeout=10, check=False)
     assert down.returncode != 0, "the healthcheck fails when the service does not answer"

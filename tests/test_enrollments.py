@@ -442,12 +442,16 @@ async def test_a_student_deleted_while_assigned_to_ends_in_404_or_success(
 
 
 async def test_an_assignment_sends_exactly_one_statement_to_the_database(
-    settings: Settings, client: Client, courses: list[dict[str, Any]]
+    settings: Settings, client: Client, courses: list[dict[str, Any]], admin_key: str
 ) -> None:
+    """One statement in all: the caller's key is checked from the cache, not the database."""
     student = await new_student(client)
-    one_connection = Settings(database_url=settings.database_url, pool_min_size=1, pool_max_size=1)
+    one_connection = Settings(
+        database_url=settings.database_url, pool_min_size=1, pool_max_size=1, auth_refresh_s=5
+    )
     app = create_app(one_connection)
-    async with in_process(app) as counted:
+    async with in_process(app, key=admin_key) as counted:
+        await counted.get(f"/students/{student['id']}")  # the first request verifies the key
         statements: list[str] = []
         async with app.state.db.pool.acquire() as conn:
             conn.add_query_logger(lambda record: statements.append(record.query))

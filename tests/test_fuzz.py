@@ -6,13 +6,14 @@ documented status, the documented content type and a body matching its schema.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 import schemathesis
-from helpers import running_service
+from conftest import create_database, drop_database
+from helpers import bearer, mint_key, running_service
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -21,6 +22,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from service import migrate
 from service.app import create_app
 from service.settings import Settings
 
@@ -33,8 +35,23 @@ schema = schemathesis.openapi.from_dict(PUBLISHED)
 
 
 @pytest.fixture(scope="module")
-def base_url(migrated_url: str) -> Iterator[str]:
-    with running_service(migrated_url) as (_, base):
+async def fuzzed_database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of the fuzzer's own: it may revoke any key it finds, the suite's included."""
+    url = await create_database(server_url)
+    migrate.apply(url)
+    yield url
+    await drop_database(server_url, url)
+
+
+@pytest.fixture(scope="module")
+async def headers(fuzzed_database_url: str) -> dict[str, str]:
+    """Every fuzzed request carries an admin key, so it reaches the handlers."""
+    return bearer((await mint_key(fuzzed_database_url, "admin")).key)
+
+
+@pytest.fixture(scope="module")
+def base_url(fuzzed_database_url: str) -> Iterator[str]:
+    with running_service(fuzzed_database_url) as (_, base):
         yield base
 
 
@@ -44,5 +61,7 @@ def test_the_served_document_is_the_one_fuzzed(base_url: str) -> None:
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_every_answer_matches_the_published_contract(case: schemathesis.Case[Any], base_url: str) -> None:
-    case.call_and_validate(base_url=base_url, checks=CHECKS)
+def test_every_answer_matches_the_published_contract(
+    case: schemathesis.Case[Any], base_url: str, headers: dict[str, str]
+) -> None:
+    case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import subprocess
 import sys
 
 import asyncpg
 import pytest
-from helpers import ROOT
+from helpers import ROOT, mint_key
 from yoyo.exceptions import LockTimeout
 
 from service import migrate
@@ -73,13 +74,13 @@ async def test_0002_applies_and_rolls_back_on_a_database_holding_students_and_co
     empty_database_url: str,
 ) -> None:
     migrate.apply(empty_database_url)
-    migrate.rollback(empty_database_url)  # back to 0001 only
-    assert migrate.applied(empty_database_url) == ["0001_students_and_courses"]
+    roll_back_to(empty_database_url, "0001_students_and_courses")
     conn = await asyncpg.connect(empty_database_url)
     try:
         await conn.execute("INSERT INTO students (name, email) VALUES ('A', 'a@b.io'), ('B', 'b@b.io')")
         await conn.execute("INSERT INTO courses (code, title) VALUES ('C1', 'One')")
-        assert migrate.apply(empty_database_url) == ["0002_student_courses"]
+        assert migrate.apply(empty_database_url)[0] == "0002_student_courses"
+        roll_back_to(empty_database_url, "0002_student_courses")
         await conn.execute(
             "INSERT INTO student_courses (student_id, course_id) SELECT s.id, c.id FROM students s, courses c"
         )
@@ -91,6 +92,48 @@ async def test_0002_applies_and_rolls_back_on_a_database_holding_students_and_co
         assert await conn.fetchval("SELECT count(*) FROM courses") == 1
     finally:
         await conn.close()
+
+
+async def test_0003_api_keys_applies_and_rolls_back_without_touching_the_data(
+    empty_database_url: str,
+) -> None:
+    migrate.apply(empty_database_url)
+    roll_back_to(empty_database_url, "0002_student_courses")
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute("INSERT INTO students (name, email) VALUES ('A', 'a@b.io')")
+        assert migrate.apply(empty_database_url)[0] == "0003_api_keys"
+        key = await mint_key(empty_database_url, "read", "write")
+        stored = await conn.fetchrow("SELECT prefix, key_hash, scopes FROM api_keys WHERE id = $1", key.id)
+        assert stored is not None
+        assert stored["prefix"] == key.key[:12]
+        assert stored["key_hash"] == hashlib.sha256(key.key.encode()).digest()  # never the key
+        assert stored["scopes"] == ["read", "write"]
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ('x', $1, $2, '{read}')",
+                stored["prefix"],
+                stored["key_hash"],
+            )
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO api_keys (name, prefix, key_hash, scopes) VALUES ('x', $1, $2, '{root}')",
+                stored["prefix"],
+                bytes(32),
+            )
+        roll_back_to(empty_database_url, "0002_student_courses")
+        assert "api_keys" not in await tables(empty_database_url)
+        assert await conn.fetchval("SELECT count(*) FROM students") == 1
+        assert migrate.apply(empty_database_url)[0] == "0003_api_keys"
+        assert await conn.fetchval("SELECT count(*) FROM api_keys") == 0
+    finally:
+        await conn.close()
+
+
+def roll_back_to(database_url: str, migration_id: str) -> None:
+    """Roll back, newest first, until `migration_id` is the newest applied."""
+    while migrate.applied(database_url)[-1] != migration_id:
+        migrate.rollback(database_url)
 
 
 async def test_break_lock_frees_a_lock_left_by_a_killed_run(

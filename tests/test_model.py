@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from helpers import MAX_ID, PageWalk, assert_problem, course_list, ids
+from helpers import MAX_ID, PageWalk, assert_problem, bearer, course_list, ids
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -50,10 +50,11 @@ MACHINE_SETTINGS = settings(
 
 
 @pytest.fixture(scope="module")
-def sync_client(migrated_url: str) -> Iterator[Client]:
+def sync_client(migrated_url: str, admin_key: str) -> Iterator[Client]:
     """A synchronous client (hypothesis machines are synchronous); its lifespan opens a real pool."""
     app = create_app(Settings(database_url=migrated_url, pool_min_size=1, pool_max_size=4))
     with TestClient(app=app) as client:
+        client.headers.update(bearer(admin_key))
         yield client
 
 

@@ -14,7 +14,16 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from helpers import assert_problem, course_list, in_process, new_course, new_student, running_service
+from helpers import (
+    assert_problem,
+    bearer,
+    course_list,
+    in_process,
+    mint_key,
+    new_course,
+    new_student,
+    running_service,
+)
 from pgserver import _commands as pgserver_commands  # pg_ctl as the server's own OS user
 
 from service import migrate
@@ -73,7 +82,8 @@ async def timed(request: Any) -> tuple[httpx.Response, float]:
 async def test_the_service_answers_503_while_the_database_is_down_and_recovers_by_itself(
     own_postgres: OwnPostgres,
 ) -> None:
-    async with in_process(create_app(outage_settings(own_postgres.url))) as client:
+    key = (await mint_key(own_postgres.url, "write")).key
+    async with in_process(create_app(outage_settings(own_postgres.url)), key=key) as client:
         student = await new_student(client)
         course = await new_course(client)
         url = f"/students/{student['id']}/courses"
@@ -104,8 +114,9 @@ async def test_the_service_answers_503_while_the_database_is_down_and_recovers_b
 
 
 async def test_the_service_starts_while_the_database_is_down(own_postgres: OwnPostgres) -> None:
+    key = (await mint_key(own_postgres.url, "read")).key
     own_postgres.stop()
-    async with in_process(create_app(outage_settings(own_postgres.url))) as client:
+    async with in_process(create_app(outage_settings(own_postgres.url)), key=key) as client:
         assert (await client.get("/health")).status_code == 200
         await assert_unavailable(await client.get("/ready"))
         await assert_unavailable(await client.get("/students"))
@@ -115,12 +126,12 @@ async def test_the_service_starts_while_the_database_is_down(own_postgres: OwnPo
 
 
 async def test_a_request_that_finds_every_connection_busy_gets_a_503_in_bounded_time(
-    settings: Settings, migrated_url: str, db: asyncpg.Connection
+    settings: Settings, migrated_url: str, db: asyncpg.Connection, admin_key: str
 ) -> None:
     one = Settings(
         database_url=settings.database_url, pool_min_size=1, pool_max_size=1, pool_acquire_timeout_s=0.3
     )
-    async with in_process(create_app(one)) as client:
+    async with in_process(create_app(one), key=admin_key) as client:
         student = await new_student(client)
         course = await new_course(client)
         holder = await asyncpg.connect(migrated_url)
@@ -192,7 +203,11 @@ def server(migrated_url: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
 
 
 async def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
-    server: tuple[subprocess.Popen[bytes], str], client: Client, db: asyncpg.Connection, migrated_url: str
+    server: tuple[subprocess.Popen[bytes], str],
+    client: Client,
+    db: asyncpg.Connection,
+    migrated_url: str,
+    admin_key: str,
 ) -> None:
     process, base = server
     student = await new_student(client)
@@ -204,7 +219,7 @@ async def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute("SELECT 1 FROM students WHERE id = $1 FOR UPDATE", student["id"])
-        async with httpx.AsyncClient(timeout=30) as http:
+        async with httpx.AsyncClient(timeout=30, headers=bearer(admin_key)) as http:
             burst = [
                 asyncio.create_task(http.post(url, json={"course_ids": [course["id"]]})) for _ in range(20)
             ]

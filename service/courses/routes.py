@@ -5,6 +5,7 @@ from litestar.params import JSONBody
 
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
+from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, db_of
@@ -21,6 +22,7 @@ class CourseController(Controller):
             "insensitively: a taken one is a 409 and nothing is written."
         ),
         summary="Create a course",
+        required_scope=Scope.WRITE,
         responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
     )
     async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> Response[Course]:
@@ -34,6 +36,7 @@ class CourseController(Controller):
             "as `after` to get the next one; `next_after` is null exactly when no course follows."
         ),
         summary="List courses, a keyset page at a time",
+        required_scope=Scope.READ,
         responses=problem_responses(422),
     )
     async def list(
@@ -46,6 +49,7 @@ class CourseController(Controller):
         operation_id="GetCourse",
         description=("Answers one course by id. Safe and idempotent."),
         summary="Get a course",
+        required_scope=Scope.READ,
         responses=problem_responses(404, 422),
     )
     async def get(self, request: AnyRequest, course_id: CourseIdParam) -> Course:
@@ -59,6 +63,7 @@ class CourseController(Controller):
             "Sending the same body again leaves the same state."
         ),
         summary="Change a course's code or title",
+        required_scope=Scope.WRITE,
         responses=problem_responses(
             404, 409, 422, overrides={409: "The code is taken (case-insensitively)."}
         ),
@@ -76,6 +81,7 @@ class CourseController(Controller):
             "and nothing is deleted: deleting a course never drops an enrollment."
         ),
         summary="Delete a course that nobody is enrolled in",
+        required_scope=Scope.WRITE,
         responses=problem_responses(
             404, 409, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
         ),

@@ -8,6 +8,7 @@ from litestar.types import ASGIApp
 from service.enrollments import repository
 from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
 from service.inputs import validated
+from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, db_of
@@ -32,6 +33,7 @@ _COURSE_LIST = ResponseSpec(
         "Answers the student's enrolled courses, ordered by course id (`[]` when none). Safe and idempotent."
     ),
     summary="List a student's courses",
+    required_scope=Scope.READ,
     tags=["enrollments"],
     responses={200: _COURSE_LIST, **problem_responses(404, 422)},
 )
@@ -49,6 +51,7 @@ async def list_student_courses(request: AnyRequest, student_id: StudentId) -> AS
         "and the 422 lists every unknown id, sorted."
     ),
     summary="Enroll a student in courses (idempotent, all or nothing)",
+    required_scope=Scope.WRITE,
     tags=["enrollments"],
     status_code=200,
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
@@ -75,6 +78,7 @@ async def assign_courses(
         "names no course, nothing changes and the 422 lists every unknown id, sorted."
     ),
     summary="Replace a student's set of courses ([] clears it)",
+    required_scope=Scope.WRITE,
     tags=["enrollments"],
     responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
 )
@@ -98,6 +102,7 @@ async def replace_courses(
         "Takes the student out of one course. A second call is a 404: the enrollment no longer exists."
     ),
     summary="Take a student out of one course",
+    required_scope=Scope.WRITE,
     tags=["enrollments"],
     responses=problem_responses(
         404, 422, overrides={404: "No such student, or the student is not enrolled in it (problem+json)."}
@@ -115,6 +120,7 @@ async def remove_course(request: AnyRequest, student_id: StudentId, course_id: C
         "ascending; `next_after` is null exactly when no student follows."
     ),
     summary="List the students enrolled in a course, a keyset page at a time",
+    required_scope=Scope.READ,
     tags=["enrollments"],
     responses=problem_responses(404, 422),
 )

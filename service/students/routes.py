@@ -3,6 +3,7 @@
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
+from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, Limit, StudentId, db_of
@@ -21,6 +22,7 @@ class StudentController(Controller):
             "insensitively (stored as given): a taken one is a 409 and nothing is written."
         ),
         summary="Create a student",
+        required_scope=Scope.WRITE,
         responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
     )
     async def create(self, request: AnyRequest, data: JSONBody[StudentCreate]) -> Response[Student]:
@@ -34,6 +36,7 @@ class StudentController(Controller):
             "as `after` to get the next one; `next_after` is null exactly when no student follows."
         ),
         summary="List students, a keyset page at a time",
+        required_scope=Scope.READ,
         responses=problem_responses(422),
     )
     async def list(
@@ -46,6 +49,7 @@ class StudentController(Controller):
         operation_id="GetStudent",
         description=("Answers one student by id. Safe and idempotent."),
         summary="Get a student",
+        required_scope=Scope.READ,
         responses=problem_responses(404, 422),
     )
     async def get(self, request: AnyRequest, student_id: StudentId) -> Student:
@@ -59,6 +63,7 @@ class StudentController(Controller):
             " Sending the same body again leaves the same state."
         ),
         summary="Change a student's name or email",
+        required_scope=Scope.WRITE,
         responses=problem_responses(
             404, 409, 422, overrides={409: "The email is taken (case-insensitively)."}
         ),
@@ -76,6 +81,7 @@ class StudentController(Controller):
             "already gone is a 404."
         ),
         summary="Delete a student and their enrollments",
+        required_scope=Scope.WRITE,
         responses=problem_responses(404, 422),
     )
     async def delete(self, request: AnyRequest, student_id: StudentId) -> None:

@@ -1,0 +1,1 @@
+"""API keys: minted here, kept as hashes, checked by `service.auth` on every request."""

@@ -1,0 +1,5 @@
+import sys
+
+from service.keys.cli import main
+
+sys.exit(main())
