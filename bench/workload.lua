@@ -10,6 +10,13 @@
 
 local threads = {}
 local json_headers = {["Content-Type"] = "application/json"}
+local get_headers = {}
+-- BENCH_API_KEY (make bench mints one): sent as a bearer token with every request.
+local key = os.getenv("BENCH_API_KEY")
+if key and key ~= "" then
+  json_headers["Authorization"] = "Bearer " .. key
+  get_headers["Authorization"] = "Bearer " .. key
+end
 
 function setup(thread)
   table.insert(threads, thread)
@@ -37,7 +44,7 @@ function request()
       math.random(cmin, cmax), math.random(cmin, cmax), math.random(cmin, cmax))
     return wrk.format("POST", courses_path(), json_headers, body)
   end
-  return wrk.format("GET", courses_path())
+  return wrk.format("GET", courses_path(), get_headers)
 end
 
 function response(status, headers, body)

@@ -37,14 +37,25 @@ _serial = count(1)
 
 @contextmanager
 def running_service(
-    database_url: str, *, cwd: Path = ROOT, command: Sequence[str] = SERVICE_COMMAND, **env: str
+    database_url: str,
+    *,
+    cwd: Path = ROOT,
+    command: Sequence[str] = SERVICE_COMMAND,
+    output: Path | None = None,
+    **env: str,
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """`python -m service` as deployed, on a free port; answers the process and its base URL."""
+    """`python -m service` as deployed, on a free port; answers the process and its base URL.
+
+    With `output`, everything the process writes (stdout and stderr) goes to that file.
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "ACCESS_LOG": "false", **env}
-    process = subprocess.Popen(list(command), cwd=cwd, env=environ)
+    log = output.open("ab") if output is not None else None
+    process = subprocess.Popen(
+        list(command), cwd=cwd, env=environ, stdout=log, stderr=subprocess.STDOUT if log else None
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -61,6 +72,8 @@ def running_service(
         if process.poll() is None:
             process.kill()
             process.wait()
+        if log is not None:
+            log.close()
 
 
 @asynccontextmanager

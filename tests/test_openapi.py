@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -115,3 +116,24 @@ async def test_the_document_passes_the_oas_lint_rules(client: Client) -> None:
         assert op.get("summary"), name
         assert len(op.get("description", "")) >= 40, f"{name} says too little about what it guarantees"
         assert set(op["tags"]) <= declared_tags, name
+
+
+async def test_every_protected_operation_documents_its_key_scope_401_and_403(client: Client) -> None:
+    doc = await openapi(client)
+    scheme = doc["components"]["securitySchemes"]["apiKey"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    ops = operations(doc)
+    open_ops = {"Health", "Ready"}
+    assert open_ops <= set(ops)
+    for name, op in ops.items():
+        if name in open_ops:
+            assert "security" not in op, name
+            continue
+        assert op["security"] == [{"apiKey": []}], name
+        scope = re.search(r"Needs the `(read|write|admin)` scope\.", op["description"])
+        assert scope, name
+        assert {"401", "403"} <= set(op["responses"]), name
+        assert scope.group(1) in op["responses"]["403"]["description"], name
+    assert re.search("`read`", ops["GetStudent"]["description"])
+    assert re.search("`write`", ops["AssignCourses"]["description"])
+    assert re.search("`admin`", ops["RevokeApiKey"]["description"])

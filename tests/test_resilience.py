@@ -125,6 +125,26 @@ async def test_the_service_starts_while_the_database_is_down(own_postgres: OwnPo
         assert (await client.get("/students")).json() == {"items": [], "next_after": None}
 
 
+async def test_while_the_database_is_down_an_unchecked_key_gets_503_and_a_cached_one_its_usual_answer(
+    own_postgres: OwnPostgres,
+) -> None:
+    cached, unchecked = [(await mint_key(own_postgres.url, "read")).key for _ in range(2)]
+    settings = Settings(
+        database_url=own_postgres.url, pool_max_size=4, connect_timeout_s=1, auth_refresh_s=0.3
+    )
+    async with in_process(create_app(settings), key=cached) as client:
+        assert (await client.get("/students")).status_code == 200
+        own_postgres.stop()
+        await asyncio.sleep(1)  # the cache fails to re-read its keys a few times meanwhile
+        await assert_unavailable(await client.get("/students", headers=bearer(unchecked)))
+        # Decided from the cache: the key is known and read-only.
+        assert_problem(await client.post("/students", json={"name": "A", "email": "a@b.io"}), 403)
+        await assert_unavailable(await client.get("/students"))  # the data itself is away
+        assert_problem(await client.get("/students", headers={"Authorization": ""}), 401)
+        own_postgres.start()
+        assert (await client.get("/students", headers=bearer(unchecked))).status_code == 200
+
+
 async def test_a_request_that_finds_every_connection_busy_gets_a_503_in_bounded_time(
     settings: Settings, migrated_url: str, db: asyncpg.Connection, admin_key: str
 ) -> None:

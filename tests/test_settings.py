@@ -14,6 +14,7 @@ def test_only_the_database_url_is_required() -> None:
     assert settings == Settings(database_url=URL)
     assert settings.random_page_cost == 1.1
     assert settings.access_log is True
+    assert settings.auth is True  # never off by default
 
 
 def test_every_variable_is_read() -> None:
@@ -31,6 +32,8 @@ def test_every_variable_is_read() -> None:
             "DB_STATEMENT_CACHE_SIZE": "0",
             "DB_RANDOM_PAGE_COST": "4",
             "ACCESS_LOG": "off",
+            "AUTH": "off",
+            "AUTH_REFRESH_S": "0.5",
         }
     )
     assert settings == Settings(
@@ -46,6 +49,8 @@ def test_every_variable_is_read() -> None:
         statement_cache_size=0,
         random_page_cost=4.0,
         access_log=False,
+        auth=False,
+        auth_refresh_s=0.5,
     )
 
 
@@ -57,6 +62,8 @@ def test_every_variable_is_read() -> None:
         ("DATABASE_URL", "postgresql://x@h:99999/db", "DATABASE_URL is malformed"),
         ("DATABASE_URL", "postgresql://x@h:5432", "names no database"),
         ("PORT", "http", "PORT must be an integer, not 'http'"),
+        ("AUTH", "maybe", "AUTH must be true or false, not 'maybe'"),
+        ("AUTH_REFRESH_S", "10", "AUTH_REFRESH_S must be between 0 and 5 seconds"),
         ("PORT", "70000", "PORT must be between 1 and 65535"),
         ("WORKERS", "0", "WORKERS must be between 1 and 64"),
         ("DB_ACQUIRE_TIMEOUT_S", "soon", "DB_ACQUIRE_TIMEOUT_S must be a number of seconds"),

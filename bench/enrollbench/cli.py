@@ -40,7 +40,7 @@ from service.db import planner_settings
 from service.settings import Settings
 
 from . import DEFAULT_DATA, HERE, SCALE_DATA, WORKLOADS, BenchError, Record, log
-from .db import log_statements, migrate, open_database, pgbench_path, reset, seed
+from .db import log_statements, migrate, mint_api_key, open_database, pgbench_path, reset, seed
 from .load import ensure_wrk, measure_pgbench, measure_service, soak, wait_quiet
 from .report import draw_chart, environment, report_markdown, summarize, table
 from .service import Service, next_course, probe
@@ -184,6 +184,7 @@ def fresh_database(
     url, pg_log = open_database(args.database_url, tmp, cleanup)
     log(f"database {url}")
     migrate(url)
+    os.environ["BENCH_API_KEY"] = mint_api_key(url)  # wrk and the probes inherit it
     seed_seconds = seed(url, args.data)
     log(f"seeded {args.data} in {seed_seconds:.1f} s")
     return url, pg_log, seed_seconds

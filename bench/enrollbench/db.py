@@ -162,6 +162,23 @@ def indexes_built_after(conn: psycopg.Connection[Any], table: str) -> Iterator[N
             conn.execute(index_definition)
 
 
+def mint_api_key(url: str) -> str:
+    """A write key for the load (the project's own command); wrk and the probes send it as
+    BENCH_API_KEY."""
+    done = subprocess.run(
+        [sys.executable, "-m", "service.keys", "create", "--name", "bench", "--scopes", "write"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"could not mint an API key: {done.stderr.strip()[-300:]}")
+    return done.stdout.splitlines()[-1]
+
+
 def seed(url: str, data: dict[str, int]) -> float:
     """Fill the three tables with generate_series; answer the seconds it took."""
     students, per_student = data["students"], data["per_student"]

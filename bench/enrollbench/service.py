@@ -27,9 +27,10 @@ def free_port() -> int:
 def http(base: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     """One request; answers (status, decoded JSON or raw text)."""
     payload = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        base + path, payload, {"Content-Type": "application/json"}, method=method
-    )
+    headers = {"Content-Type": "application/json"}
+    if key := os.environ.get("BENCH_API_KEY"):
+        headers["Authorization"] = f"Bearer {key}"
+    request = urllib.request.Request(base + path, payload, headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             status, raw = response.status, response.read()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import asyncpg
 
 from service.db import QueryGroup, Statements, sql_file
@@ -64,7 +62,3 @@ async def find_keys(db: Statements, digests: list[bytes]) -> list[asyncpg.Record
         row = await db.fetch_record(KeyQueries.find, digests[0])
         return [] if row is None else [row]
     return await db.fetch_records(KeyQueries.find_many, digests)
-
-
-def is_expired(expires_at: datetime | None, now: datetime) -> bool:
-    return expires_at is not None and expires_at <= now
