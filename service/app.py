@@ -19,6 +19,8 @@ from service.courses.routes import CourseController
 from service.db import DATABASE_OUTAGES, Database, check_queries
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import EXCEPTION_HANDLERS
+from service.events.feed import EventFeed
+from service.events.routes import list_events
 from service.inputs import MAX_BODY_BYTES, JSONRequest, refuse_lenient_integers
 from service.keys.routes import ApiKeyController
 from service.observability import AccessLog, Metrics, RequestObserver, metrics
@@ -31,6 +33,7 @@ RESOURCE_ROUTES: list[ControllerRouterHandler] = [
     StudentController,
     CourseController,
     *ENROLLMENT_ROUTES,
+    list_events,
     ApiKeyController,
 ]
 
@@ -42,6 +45,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
     app_metrics = Metrics()
     keys = KeyCache(app_metrics.auth, refresh_s=settings.auth_refresh_s)
+    feed = EventFeed(retention_days=settings.events_retention_days)
     app = Litestar(
         route_handlers=[
             # The resource routes need an API key, and take ids and page sizes written as integers only.
@@ -55,7 +59,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             metrics,
         ],
-        lifespan=[DatabaseLifespan(settings, app_metrics, keys)],
+        lifespan=[DatabaseLifespan(settings, app_metrics, keys, feed)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         openapi_config=openapi_config(),
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     )
     app.state.metrics = app_metrics
     app.state.key_cache = keys
+    app.state.event_feed = feed
     check_routes_declare_scopes(app)
     correct_schema(app)
     _configure_observer(app, settings, app_metrics)
@@ -87,15 +92,16 @@ def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics)
 
 class DatabaseLifespan:
     """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown;
-    the API key cache uses the pool meanwhile.
+    the API key cache and the event feed's watcher use the pool meanwhile.
 
     The pool lives on `app.state.db`, where handlers find it with `db_of(request)`.
     """
 
-    def __init__(self, settings: Settings, app_metrics: Metrics, keys: KeyCache) -> None:
+    def __init__(self, settings: Settings, app_metrics: Metrics, keys: KeyCache, feed: EventFeed) -> None:
         self.settings = settings
         self.metrics = app_metrics
         self.keys = keys
+        self.feed = feed
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
@@ -105,7 +111,7 @@ class DatabaseLifespan:
             log.warning("AUTH=off: every caller may read and change everything, API keys unchecked")
         try:
             await _check_queries_if_reachable(db)
-            async with self.keys.refreshing(db):
+            async with self.keys.refreshing(db), self.feed.running(db):
                 yield
         finally:
             await db.close()

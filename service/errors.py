@@ -150,6 +150,19 @@ class UnknownCourses(ProblemError):
         return problem
 
 
+class EventsRemoved(ProblemError):
+    """The consumer's cursor points into events retention has removed."""
+
+    status = 410
+    slug = "events-removed"
+
+    def __init__(self, after: int, removed_through: int) -> None:
+        super().__init__(
+            f"events after {after} up to {removed_through} were removed (EVENTS_RETENTION_DAYS): copy the "
+            "lists again, then follow the feed from its newest event"
+        )
+
+
 class Unauthorized(ProblemError):
     """No usable API key. The answer never says which of missing, malformed, unknown,
     revoked or expired it was (the metrics do)."""

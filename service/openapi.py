@@ -33,6 +33,7 @@ from service.params import MAX_ID
 _DESCRIPTIONS = {
     404: "Not found (problem+json).",
     409: "Conflict with existing data (problem+json).",
+    410: "Gone: retention removed events after `after`; copy the lists again (problem+json).",
     422: "Invalid input; `errors` names each offending field (problem+json).",
     503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
 }
@@ -59,6 +60,7 @@ def openapi_config() -> OpenAPIConfig:
             Tag(name="students", description="People who take courses."),
             Tag(name="courses", description="What can be taken."),
             Tag(name="enrollments", description="Which student takes which course."),
+            Tag(name="events", description="The change feed: every write, in order, gap-free."),
             Tag(name="api-keys", description="Who may call the API, with which scopes (the `admin` scope)."),
             Tag(name="operations", description="Probes for load balancers and orchestrators."),
         ],

@@ -46,3 +46,9 @@ def db_of(request: AnyRequest) -> Database:
     """
     db: Database = request.app.state["db"]  # an item, not an attribute: State.__getattr__ is slow
     return db
+
+
+def actor_of(request: AnyRequest) -> int | None:
+    """The id of the caller's API key, for the events it causes (None with AUTH=off)."""
+    key_id: int | None = request.scope["state"].get("key_id")
+    return key_id

@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often each process re-reads the keys it has verified: a revocation or an expiry
     # set later takes effect within this time (API.md promises 5 s).
     auth_refresh_s: float = 2.0
+    # Events older than this are removed from the feed (0: never).
+    events_retention_days: int = 30
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,6 +63,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "access_log": _bool(env, "ACCESS_LOG"),
             "auth": _bool(env, "AUTH"),
             "auth_refresh_s": _number(env, "AUTH_REFRESH_S", 0, 5, "seconds"),
+            "events_retention_days": _int(env, "EVENTS_RETENTION_DAYS", 0, 100_000),
         }
         settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
         if settings.pool_min_size > settings.pool_max_size:

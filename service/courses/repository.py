@@ -17,10 +17,10 @@ class CourseQueries(QueryGroup, folder="courses"):
     delete = sql_file()
 
 
-async def create_course(db: Database, *, new: CourseCreate) -> Course:
+async def create_course(db: Database, *, new: CourseCreate, actor: int | None) -> Course:
     """Insert a course; the unique index decides whether the code is taken."""
     try:
-        course = await db.fetch_struct(CourseQueries.create, new.code, new.title, into=Course)
+        course = await db.fetch_struct(CourseQueries.create, new.code, new.title, actor, into=Course)
     except asyncpg.UniqueViolationError:
         raise CodeTaken(new.code) from None
     assert course is not None  # INSERT ... RETURNING always answers one row
@@ -39,11 +39,11 @@ async def list_courses(db: Database, *, after: int | None, limit: int) -> Page[C
     return page_of(rows, limit)
 
 
-async def update_course(db: Database, *, course_id: int, changes: CourseUpdate) -> Course:
+async def update_course(db: Database, *, course_id: int, changes: CourseUpdate, actor: int | None) -> Course:
     code = None if changes.code is msgspec.UNSET else changes.code
     title = None if changes.title is msgspec.UNSET else changes.title
     try:
-        course = await db.fetch_struct(CourseQueries.update, course_id, code, title, into=Course)
+        course = await db.fetch_struct(CourseQueries.update, course_id, code, title, actor, into=Course)
     except asyncpg.UniqueViolationError:
         raise CodeTaken(str(code)) from None
     if course is None:
@@ -51,10 +51,10 @@ async def update_course(db: Database, *, course_id: int, changes: CourseUpdate) 
     return course
 
 
-async def delete_course(db: Database, *, course_id: int) -> None:
+async def delete_course(db: Database, *, course_id: int, actor: int | None) -> None:
     """Delete a course; refused while anyone is enrolled (the foreign key decides, ON DELETE RESTRICT)."""
     try:
-        deleted = await db.fetch_value(CourseQueries.delete, course_id)
+        deleted = await db.fetch_value(CourseQueries.delete, course_id, actor)
     except asyncpg.ForeignKeyViolationError:
         raise CourseHasStudents(course_id) from None
     if deleted is None:

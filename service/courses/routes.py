@@ -8,7 +8,7 @@ from service.courses.schemas import Course, CourseCreate, CourseUpdate
 from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, AnyRequest, CourseIdParam, Limit, db_of
+from service.params import After, AnyRequest, CourseIdParam, Limit, actor_of, db_of
 
 
 class CourseController(Controller):
@@ -26,7 +26,7 @@ class CourseController(Controller):
         responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
     )
     async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> Response[Course]:
-        course = await repository.create_course(db_of(request), new=data)
+        course = await repository.create_course(db_of(request), new=data, actor=actor_of(request))
         return Response(course, status_code=201, headers={"Location": f"/courses/{course.id}"})
 
     @get(
@@ -71,7 +71,9 @@ class CourseController(Controller):
     async def update(
         self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[CourseUpdate]
     ) -> Course:
-        return await repository.update_course(db_of(request), course_id=course_id, changes=data)
+        return await repository.update_course(
+            db_of(request), course_id=course_id, changes=data, actor=actor_of(request)
+        )
 
     @delete(
         "/{course_id:str}",
@@ -87,4 +89,4 @@ class CourseController(Controller):
         ),
     )
     async def delete(self, request: AnyRequest, course_id: CourseIdParam) -> None:
-        await repository.delete_course(db_of(request), course_id=course_id)
+        await repository.delete_course(db_of(request), course_id=course_id, actor=actor_of(request))

@@ -25,9 +25,9 @@ async def list_courses(db: Database, *, student_id: int) -> bytes:
     return str(row["courses"]).encode()
 
 
-async def assign_courses(db: Database, *, student_id: int, course_ids: list[int]) -> bytes:
+async def assign_courses(db: Database, *, student_id: int, course_ids: list[int], actor: int | None) -> bytes:
     """Enroll the student in every course (idempotently, all or nothing); answer the new list."""
-    row = await db.fetch_record(EnrollmentQueries.assign, student_id, course_ids)
+    row = await db.fetch_record(EnrollmentQueries.assign, student_id, course_ids, actor)
     assert row is not None  # the statement always answers one row
     _raise_unless_written(row, student_id)
     if not row["complete"]:
@@ -36,20 +36,22 @@ async def assign_courses(db: Database, *, student_id: int, course_ids: list[int]
     return str(row["courses"]).encode()
 
 
-async def replace_courses(db: Database, *, student_id: int, course_ids: list[int]) -> bytes:
+async def replace_courses(
+    db: Database, *, student_id: int, course_ids: list[int], actor: int | None
+) -> bytes:
     """Make the student's courses exactly `course_ids` (all or nothing); answer the new list."""
     async with db.transaction() as tx:
         if await tx.fetch_value(EnrollmentQueries.lock_student, student_id) is None:
             raise StudentNotFound(student_id)
-        row = await tx.fetch_record(EnrollmentQueries.replace, student_id, course_ids)
+        row = await tx.fetch_record(EnrollmentQueries.replace, student_id, course_ids, actor)
         assert row is not None  # the statement always answers one row
         if row["unknown_course_ids"]:
             raise UnknownCourses(row["unknown_course_ids"])
     return str(row["courses"]).encode()
 
 
-async def remove_course(db: Database, *, student_id: int, course_id: int) -> None:
-    row = await db.fetch_record(EnrollmentQueries.remove, student_id, course_id)
+async def remove_course(db: Database, *, student_id: int, course_id: int, actor: int | None) -> None:
+    row = await db.fetch_record(EnrollmentQueries.remove, student_id, course_id, actor)
     assert row is not None  # the statement always answers one row
     if not row["student_found"]:
         raise StudentNotFound(student_id)

@@ -11,7 +11,7 @@ from service.inputs import validated
 from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, db_of
+from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, actor_of, db_of
 from service.responses import PrebuiltJSON
 from service.students.schemas import Student
 
@@ -64,7 +64,10 @@ async def assign_courses(
     assignment = validated(data, CourseAssignment)
     return PrebuiltJSON(
         await repository.assign_courses(
-            db_of(request), student_id=student_id, course_ids=assignment.course_ids
+            db_of(request),
+            student_id=student_id,
+            course_ids=assignment.course_ids,
+            actor=actor_of(request),
         )
     )
 
@@ -90,7 +93,10 @@ async def replace_courses(
     replacement = validated(data, CourseReplacement)
     return PrebuiltJSON(
         await repository.replace_courses(
-            db_of(request), student_id=student_id, course_ids=replacement.course_ids
+            db_of(request),
+            student_id=student_id,
+            course_ids=replacement.course_ids,
+            actor=actor_of(request),
         )
     )
 
@@ -109,7 +115,9 @@ async def replace_courses(
     ),
 )
 async def remove_course(request: AnyRequest, student_id: StudentId, course_id: CourseIdParam) -> None:
-    await repository.remove_course(db_of(request), student_id=student_id, course_id=course_id)
+    await repository.remove_course(
+        db_of(request), student_id=student_id, course_id=course_id, actor=actor_of(request)
+    )
 
 
 @get(

@@ -17,10 +17,10 @@ class StudentQueries(QueryGroup, folder="students"):
     delete = sql_file()
 
 
-async def create_student(db: Database, *, new: StudentCreate) -> Student:
+async def create_student(db: Database, *, new: StudentCreate, actor: int | None) -> Student:
     """Insert a student; the unique index decides whether the email is taken."""
     try:
-        student = await db.fetch_struct(StudentQueries.create, new.name, new.email, into=Student)
+        student = await db.fetch_struct(StudentQueries.create, new.name, new.email, actor, into=Student)
     except asyncpg.UniqueViolationError:
         raise EmailTaken(new.email) from None
     assert student is not None  # INSERT ... RETURNING always answers one row
@@ -39,11 +39,13 @@ async def list_students(db: Database, *, after: int | None, limit: int) -> Page[
     return page_of(rows, limit)
 
 
-async def update_student(db: Database, *, student_id: int, changes: StudentUpdate) -> Student:
+async def update_student(
+    db: Database, *, student_id: int, changes: StudentUpdate, actor: int | None
+) -> Student:
     name = None if changes.name is msgspec.UNSET else changes.name
     email = None if changes.email is msgspec.UNSET else changes.email
     try:
-        student = await db.fetch_struct(StudentQueries.update, student_id, name, email, into=Student)
+        student = await db.fetch_struct(StudentQueries.update, student_id, name, email, actor, into=Student)
     except asyncpg.UniqueViolationError:
         raise EmailTaken(str(email)) from None
     if student is None:
@@ -51,7 +53,7 @@ async def update_student(db: Database, *, student_id: int, changes: StudentUpdat
     return student
 
 
-async def delete_student(db: Database, *, student_id: int) -> None:
-    """Delete a student and, by cascade, their enrollments."""
-    if await db.fetch_value(StudentQueries.delete, student_id) is None:
+async def delete_student(db: Database, *, student_id: int, actor: int | None) -> None:
+    """Delete a student and their enrollments (each recorded as an event)."""
+    if await db.fetch_value(StudentQueries.delete, student_id, actor) is None:
         raise StudentNotFound(student_id)

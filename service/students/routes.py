@@ -6,7 +6,7 @@ from litestar.params import JSONBody
 from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
-from service.params import After, AnyRequest, Limit, StudentId, db_of
+from service.params import After, AnyRequest, Limit, StudentId, actor_of, db_of
 from service.students import repository
 from service.students.schemas import Student, StudentCreate, StudentUpdate
 
@@ -26,7 +26,7 @@ class StudentController(Controller):
         responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
     )
     async def create(self, request: AnyRequest, data: JSONBody[StudentCreate]) -> Response[Student]:
-        student = await repository.create_student(db_of(request), new=data)
+        student = await repository.create_student(db_of(request), new=data, actor=actor_of(request))
         return Response(student, status_code=201, headers={"Location": f"/students/{student.id}"})
 
     @get(
@@ -71,7 +71,9 @@ class StudentController(Controller):
     async def update(
         self, request: AnyRequest, student_id: StudentId, data: JSONBody[StudentUpdate]
     ) -> Student:
-        return await repository.update_student(db_of(request), student_id=student_id, changes=data)
+        return await repository.update_student(
+            db_of(request), student_id=student_id, changes=data, actor=actor_of(request)
+        )
 
     @delete(
         "/{student_id:str}",
@@ -85,4 +87,4 @@ class StudentController(Controller):
         responses=problem_responses(404, 422),
     )
     async def delete(self, request: AnyRequest, student_id: StudentId) -> None:
-        await repository.delete_student(db_of(request), student_id=student_id)
+        await repository.delete_student(db_of(request), student_id=student_id, actor=actor_of(request))

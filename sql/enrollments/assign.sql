@@ -1,5 +1,6 @@
--- POST /students/{id}/courses in one round trip. $1 student id, $2 course ids (bigint[]).
--- Writes only when the student exists and every id names a course; repeats are no-ops.
+-- POST /students/{id}/courses in one round trip. $1 student id, $2 course ids (bigint[]),
+-- $3 actor. Writes only when the student exists and every id names a course; repeats are
+-- no-ops. Each enrollment it adds records an enrollment.created event; none added, none.
 --  * The student row is locked first: enrollment writes of one student never interleave
 --    (no deadlocks), and a student deleted meanwhile reads as missing.
 --  * The courses are locked FOR KEY SHARE: a course deleted meanwhile reads as unknown,
@@ -23,6 +24,12 @@ WITH student AS (
      WHERE cardinality(unknown.course_ids) = 0
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
+), events AS (
+    INSERT INTO events (type, actor, data)
+    SELECT 'enrollment.created', $3::bigint,
+           json_build_object('student_id', $1::bigint, 'course_id', course_id, 'enrolled_at', api_time(enrolled_at))
+      FROM inserted
+     ORDER BY course_id
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses WHERE student_id = (SELECT id FROM student)
      UNION ALL

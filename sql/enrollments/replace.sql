@@ -1,6 +1,7 @@
 -- PUT /students/{id}/courses, run after lock_student in the same transaction. $1 student id,
--- $2 course ids (bigint[], may be empty). Replaces the student's set only when every id
--- names a course; answers the unknown ids and the new list as JSON.
+-- $2 course ids (bigint[], may be empty), $3 actor. Replaces the student's set only when
+-- every id names a course, recording enrollment.deleted for each course dropped and
+-- enrollment.created for each added; answers the unknown ids and the new list as JSON.
 WITH requested AS (
     SELECT DISTINCT unnest($2::bigint[]) AS course_id
 ), known AS (
@@ -15,6 +16,7 @@ WITH requested AS (
      WHERE sc.student_id = $1
        AND cardinality(unknown.course_ids) = 0
        AND sc.course_id NOT IN (SELECT id FROM known)
+    RETURNING sc.course_id
 ), inserted AS (
     INSERT INTO student_courses (student_id, course_id)
     SELECT $1, known.id
@@ -22,6 +24,18 @@ WITH requested AS (
      WHERE cardinality(unknown.course_ids) = 0
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
+), events AS (
+    INSERT INTO events (type, actor, data)
+    SELECT type, $3::bigint, data
+      FROM (SELECT 1 AS step, course_id, 'enrollment.deleted' AS type,
+                   json_build_object('student_id', $1::bigint, 'course_id', course_id) AS data
+              FROM removed
+             UNION ALL
+            SELECT 2, course_id, 'enrollment.created',
+                   json_build_object('student_id', $1::bigint, 'course_id', course_id,
+                                     'enrolled_at', api_time(enrolled_at))
+              FROM inserted) AS e
+     ORDER BY step, course_id
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses
      WHERE student_id = $1 AND course_id IN (SELECT id FROM known)

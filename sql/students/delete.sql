@@ -1,4 +1,23 @@
--- The student's enrollments go with it (ON DELETE CASCADE).
-DELETE FROM students
- WHERE id = $1
-RETURNING id;
+-- $1 id, $2 actor. Removes the student's enrollments and then the student, and records
+-- one enrollment.deleted per enrollment, then student.deleted (ids in that order).
+WITH student AS (
+    SELECT id FROM students WHERE id = $1 FOR UPDATE
+), dropped AS (
+    DELETE FROM student_courses sc USING student
+     WHERE sc.student_id = student.id
+    RETURNING sc.student_id, sc.course_id
+), removed AS (
+    DELETE FROM students s USING student
+     WHERE s.id = student.id
+    RETURNING s.id
+), events AS (
+    INSERT INTO events (type, actor, data)
+    SELECT type, $2::bigint, data
+      FROM (SELECT 1 AS step, course_id AS n, 'enrollment.deleted' AS type,
+                   json_build_object('student_id', student_id, 'course_id', course_id) AS data
+              FROM dropped
+             UNION ALL
+            SELECT 2, 0, 'student.deleted', json_build_object('id', id) FROM removed) AS e
+     ORDER BY step, n
+)
+SELECT id FROM removed;

@@ -1,0 +1,1 @@
+"""The change feed: events recorded with every write, served gap-free by GET /events."""

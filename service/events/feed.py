@@ -1,0 +1,152 @@
+"""How far the feed may be read without a gap, and the long-polling waiters.
+
+Event ids come from a sequence, so they are not handed out in commit order: transaction
+A takes id 10, B takes 11, B commits, and a reader serving `id > after` would show 11
+and let its consumer move past 10 before A commits. The feed therefore serves events
+only up to a *horizon*, an id at or below which every transaction that took an id has
+ended (committed, so visible, or rolled back, so never to be seen):
+
+- each tick reads the sequence's last value `issued` after taking a snapshot;
+- every write takes its transaction id before its event ids (each statement inserts its
+  events from the rows its own write returned), so whoever took an id up to `issued`
+  had a transaction id below the `xmax` of the next tick's snapshot;
+- once a later snapshot's `xmin` (the oldest transaction still running) reaches that
+  `xmax`, all of them have ended, and `issued` becomes the horizon.
+
+Ids are thus served in order, each once, and the order of a row's events is the order
+of its row locks (ids are taken after the locks). The price: a committed event waits
+for every transaction older than it, at most the statement timeout for the service's
+own. Compared with logical decoding (a replication slot and a decoder to run) or a
+commit-ordered counter (one lock every write waits for), it costs the writes nothing.
+
+One `EventFeed` per process ticks on one pooled connection at a time, every `POLL_S`
+or at once when a request asks for a fresh horizon; long-polling requests wait on an
+asyncio event and hold no connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from service.db import DATABASE_OUTAGES, Database
+from service.events import repository
+
+log = logging.getLogger("service.events")
+
+POLL_S = 0.1  # a committed event reaches a long-polling consumer within about two ticks
+HURRY_GAP_S = 0.002  # between ticks run back to back for a request
+FRESH_TIMEOUT_S = 1.0  # how long a request waits for the horizon to cover what it arrived after
+PRUNE_EVERY_S = 60.0
+PRUNE_BATCH = 1000
+
+
+class EventFeed:
+    def __init__(self, *, retention_days: int) -> None:
+        self.retention_days = retention_days
+        self.horizon = 0  # every event id up to this one is settled
+        self.newest = 0  # the newest event at or below the horizon
+        self.closing = False
+        self._ticks = 0  # ticks completed
+        self._issued: deque[tuple[int, int]] = deque(maxlen=64)  # (tick number, issued) of recent ticks
+        self._unsettled: deque[tuple[int, int]] = deque()  # (issued, xmax of the snapshot after it)
+        self._previous_issued: int | None = None
+        self._ticked = asyncio.Event()
+        self._hurry = asyncio.Event()
+
+    async def fresh_horizon(self) -> int:
+        """The horizon once it covers every id handed out before this call, or what is settled
+        after FRESH_TIMEOUT_S (an older transaction may hold it back)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FRESH_TIMEOUT_S
+        arrived_after = self._ticks + 1  # a tick still running may have read `issued` before we came
+        while not self.closing:
+            goal = next((issued for tick, issued in self._issued if tick > arrived_after), None)
+            if (goal is not None and self.horizon >= goal) or loop.time() >= deadline:
+                break
+            self._hurry.set()
+            await self._next_tick(deadline)
+        return self.horizon
+
+    async def wait_beyond(self, after: int, seconds: float) -> None:
+        """Return once an event after `after` is settled, after `seconds`, or at shutdown."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while self.newest <= after and not self.closing and asyncio.get_running_loop().time() < deadline:
+            await self._next_tick(deadline)
+
+    def close(self) -> None:
+        """Answer every waiting request now (shutdown)."""
+        self.closing = True
+        self._ticked.set()
+
+    async def _next_tick(self, deadline: float) -> None:
+        ticked = self._ticked
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(ticked.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+
+    async def tick(self, db: Database) -> None:
+        """Read the snapshot and the sequence once; move the horizon; wake the waiters."""
+        row = await repository.tick(db, horizon=self.horizon)
+        if self._previous_issued is not None:
+            self._unsettled.append((self._previous_issued, row["xmax"]))
+        self._previous_issued = row["issued"]
+        while self._unsettled and self._unsettled[0][1] <= row["xmin"]:
+            self.horizon = max(self.horizon, self._unsettled.popleft()[0])
+        self.newest = max(self.newest, row["newest"])
+        self._ticks += 1
+        self._issued.append((self._ticks, row["issued"]))
+        self._ticked.set()
+        self._ticked = asyncio.Event()
+
+    @contextlib.asynccontextmanager
+    async def running(self, db: Database) -> AsyncIterator[None]:
+        """Tick (and remove old events) while inside; answer the waiters on the way out."""
+        tasks = [asyncio.create_task(self._tick_forever(db), name="event-feed-ticks")]
+        if self.retention_days:
+            tasks.append(asyncio.create_task(self._prune_forever(db), name="event-retention"))
+        try:
+            yield
+        finally:
+            self.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _tick_forever(self, db: Database) -> None:
+        failing = False
+        while not self.closing:
+            try:
+                await self.tick(db)
+                failing = False
+            except DATABASE_OUTAGES as exc:
+                if not failing:  # once per outage, not ten times a second
+                    log.warning("event feed paused: the database is unreachable (%s)", exc)
+                failing = True
+            if self._hurry.is_set():
+                self._hurry.clear()
+                await asyncio.sleep(HURRY_GAP_S)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hurry.wait(), POLL_S)
+
+    async def _prune_forever(self, db: Database) -> None:
+        while True:
+            await asyncio.sleep(PRUNE_EVERY_S)
+            try:
+                await prune(db, retention_days=self.retention_days)
+            except DATABASE_OUTAGES as exc:
+                log.warning("old events not removed: the database is unreachable (%s)", exc)
+
+
+async def prune(db: Database, *, retention_days: int) -> int:
+    """Remove the events older than `retention_days`, a small batch at a time; answers how many."""
+    total = 0
+    while (removed := await repository.prune(db, retention_days=retention_days, batch=PRUNE_BATCH)) > 0:
+        total += removed
+        await asyncio.sleep(0.01)  # let requests in between batches
+    if total:
+        log.info("removed %d events older than %d days", total, retention_days)
+    return total
