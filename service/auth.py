@@ -28,7 +28,7 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.types import ASGIApp, HTTPScope, Receive, Send
 from litestar.types import Scope as ASGIScope
 
-from service.db import DATABASE_OUTAGES, Database
+from service.db import Database
 from service.errors import InsufficientScope, Unauthorized
 from service.keys.repository import find_keys
 from service.keys.scopes import Scope, widest
@@ -161,9 +161,9 @@ class KeyCache:
             await asyncio.sleep(self.refresh_s)
             try:
                 await self.refresh()
-            except DATABASE_OUTAGES as exc:
+            except Exception as exc:  # the refresh must outlive any failure, or revocations stop
                 # Cached keys keep working through an outage; nobody can revoke one meanwhile.
-                log.warning("API keys not re-read: the database is unreachable (%s)", exc)
+                log.warning("API keys not re-read: %r", exc)
 
 
 class Authenticate:

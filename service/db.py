@@ -44,6 +44,8 @@ DATABASE_OUTAGES: tuple[type[Exception], ...] = (
     asyncpg.TooManyConnectionsError,
     asyncpg.QueryCanceledError,
     asyncpg.AdminShutdownError,
+    # asyncpg's "cannot switch to state ...": a connection that broke in the middle of a query.
+    asyncpg.InternalClientError,
 )
 
 

@@ -6,7 +6,6 @@ PostgreSQL when DATABASE_URL is not set) and drops it at the end.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -14,7 +13,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import httpx
 import pytest
-from helpers import in_process, mint_key
+from helpers import HeldClient, mint_key
 from litestar import Litestar
 
 from service import migrate
@@ -91,25 +90,10 @@ async def admin_key(migrated_url: str) -> str:
 
 @pytest.fixture(scope="session")
 async def session_client(app: Litestar, admin_key: str) -> AsyncIterator[httpx.AsyncClient]:
-    """A client calling the app in this event loop, so gathered requests really run in parallel.
-
-    The app's lifespan holds anyio scopes that must be left by the task that entered them,
-    and pytest-asyncio tears session fixtures down in another task: one task holds it here.
-    """
-    entered, leave = asyncio.Event(), asyncio.Event()
-    clients: list[httpx.AsyncClient] = []
-
-    async def hold() -> None:
-        async with in_process(app, key=admin_key) as client:
-            clients.append(client)
-            entered.set()
-            await leave.wait()
-
-    holder = asyncio.create_task(hold())
-    await entered.wait()
-    yield clients[0]
-    leave.set()
-    await holder
+    """A client calling the app in this event loop, so gathered requests really run in parallel."""
+    held = HeldClient(app, admin_key)
+    yield await held.start()
+    await held.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -90,6 +91,34 @@ async def in_process(app: Litestar, *, key: str | None = None) -> AsyncIterator[
             transport=transport, base_url="http://testserver", headers=headers
         ) as client:
             yield client
+
+
+class HeldClient:
+    """`in_process` entered and left by a task of its own, so that a fixture may start it in one
+    task and end it in another (pytest-asyncio tears fixtures down in another task; the app's
+    lifespan holds anyio scopes that must be left by the task that entered them)."""
+
+    def __init__(self, app: Litestar, key: str | None) -> None:
+        self.app, self.key = app, key
+        self._entered, self._leave = asyncio.Event(), asyncio.Event()
+        self._clients: list[httpx.AsyncClient] = []
+        self._holder: asyncio.Task[None] | None = None
+
+    async def start(self) -> httpx.AsyncClient:
+        self._holder = asyncio.create_task(self._hold())
+        await self._entered.wait()
+        return self._clients[0]
+
+    async def stop(self) -> None:
+        self._leave.set()
+        assert self._holder is not None
+        await self._holder
+
+    async def _hold(self) -> None:
+        async with in_process(self.app, key=self.key) as client:
+            self._clients.append(client)
+            self._entered.set()
+            await self._leave.wait()
 
 
 async def mint_key(

@@ -65,6 +65,6 @@ def test_every_answer_matches_the_published_contract(
     case: schemathesis.Case[Any], base_url: str, headers: dict[str, str]
 ) -> None:
     if isinstance(case.query, dict) and isinstance(case.query.get("wait"), int) and case.query["wait"] > 1:
-        # A long poll on a quiet feed lasts `wait` seconds (test_events.py covers it); shapes need 1 s at most.
+        # A long poll on a quiet feed lasts `wait` seconds (test_events.py covers it); 1 s shows the shape.
         case.query["wait"] = 1
     case.call_and_validate(base_url=base_url, headers=headers, checks=CHECKS)

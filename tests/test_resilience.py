@@ -113,6 +113,21 @@ async def test_the_service_answers_503_while_the_database_is_down_and_recovers_b
         assert (await client.get("/ready")).status_code == 200
 
 
+async def test_the_event_feed_resumes_by_itself_after_an_outage(own_postgres: OwnPostgres) -> None:
+    key = (await mint_key(own_postgres.url, "write")).key
+    async with in_process(create_app(outage_settings(own_postgres.url)), key=key) as client:
+        await new_student(client)
+        (first,) = (await client.get("/events")).json()["items"]
+        own_postgres.stop()
+        await assert_unavailable(await client.get("/events"))
+        await asyncio.sleep(0.5)  # the feed's ticks fail meanwhile
+        own_postgres.start()
+        waiting = asyncio.create_task(client.get("/events", params={"after": first["id"], "wait": 10}))
+        student = await new_student(client)
+        page = (await waiting).json()
+    assert [e["data"] for e in page["items"]] == [student]
+
+
 async def test_the_service_starts_while_the_database_is_down(own_postgres: OwnPostgres) -> None:
     key = (await mint_key(own_postgres.url, "read")).key
     own_postgres.stop()

@@ -29,10 +29,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+import threading
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
 
-from service.db import DATABASE_OUTAGES, Database
+from service.db import Database
 from service.events import repository
 
 log = logging.getLogger("service.events")
@@ -107,13 +110,41 @@ class EventFeed:
         tasks = [asyncio.create_task(self._tick_forever(db), name="event-feed-ticks")]
         if self.retention_days:
             tasks.append(asyncio.create_task(self._prune_forever(db), name="event-retention"))
+        restore_sigterm = self._close_on_sigterm()
         try:
             yield
         finally:
+            restore_sigterm()
             self.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _close_on_sigterm(self) -> Callable[[], None]:
+        """Answer the long polls as soon as SIGTERM arrives.
+
+        uvicorn drains the requests in flight before it ends the lifespan, so without this a
+        waiting request would hold the shutdown for up to its 30 s. Its handler (installed
+        before the lifespan starts, restored after) still runs: this one only comes first.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None  # signal handlers belong to the main thread (a test client may run elsewhere)
+        loop, previous = asyncio.get_running_loop(), signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.close)
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:  # nobody else handles it: terminate, as before
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.raise_signal(signal.SIGTERM)
+
+        def restore() -> None:
+            if signal.getsignal(signal.SIGTERM) is on_sigterm:
+                signal.signal(signal.SIGTERM, previous)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        return restore
 
     async def _tick_forever(self, db: Database) -> None:
         failing = False
@@ -121,9 +152,9 @@ class EventFeed:
             try:
                 await self.tick(db)
                 failing = False
-            except DATABASE_OUTAGES as exc:
+            except Exception as exc:  # the ticks must outlive any failure: they are the feed
                 if not failing:  # once per outage, not ten times a second
-                    log.warning("event feed paused: the database is unreachable (%s)", exc)
+                    log.warning("event feed paused: cannot read the database (%r)", exc)
                 failing = True
             if self._hurry.is_set():
                 self._hurry.clear()
@@ -137,8 +168,8 @@ class EventFeed:
             await asyncio.sleep(PRUNE_EVERY_S)
             try:
                 await prune(db, retention_days=self.retention_days)
-            except DATABASE_OUTAGES as exc:
-                log.warning("old events not removed: the database is unreachable (%s)", exc)
+            except Exception as exc:  # try again next time, whatever it was
+                log.warning("old events not removed: %r", exc)
 
 
 async def prune(db: Database, *, retention_days: int) -> int:
