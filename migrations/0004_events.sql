@@ -11,8 +11,15 @@ CREATE TABLE events (
     -- The API key that made the change (NULL with AUTH=off). No foreign key: keys are never
     -- deleted, and the check would cost every write.
     actor bigint,
-    -- json, not jsonb: stored and served as the text the statement built, with no re-parsing.
-    data  json        NOT NULL
+    -- An enrollment event is its two ids (its enrolled_at is `at`: both are the transaction's
+    -- now()), and the feed builds its JSON: the hottest write builds none. Every other event
+    -- keeps the resource as the statement built it (json, not jsonb: served as stored).
+    student_id bigint,
+    course_id  bigint,
+    data  json,
+    CHECK (CASE WHEN type LIKE 'enrollment.%'
+                THEN student_id IS NOT NULL AND course_id IS NOT NULL AND data IS NULL
+                ELSE data IS NOT NULL END)
 );
 
 CREATE TABLE events_removed (

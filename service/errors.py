@@ -42,6 +42,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
     # The scope a 403 needed.
     required_scope: str | msgspec.UnsetType = msgspec.UNSET
+    # A 410 of the feed: where to follow it from once the lists are copied again.
+    resume_after: int | msgspec.UnsetType = msgspec.UNSET
     # The X-Request-ID of the request, to find its log line.
     request_id: str | msgspec.UnsetType = msgspec.UNSET
 
@@ -156,11 +158,17 @@ class EventsRemoved(ProblemError):
     status = 410
     slug = "events-removed"
 
-    def __init__(self, after: int, removed_through: int) -> None:
+    def __init__(self, after: int, removed_through: int, resume_after: int) -> None:
         super().__init__(
             f"events after {after} up to {removed_through} were removed (EVENTS_RETENTION_DAYS): copy the "
-            "lists again, then follow the feed from its newest event"
+            f"lists again, then follow the feed with after={resume_after} (`resume_after`)"
         )
+        self.resume_after = resume_after
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.resume_after = self.resume_after
+        return problem
 
 
 class Unauthorized(ProblemError):

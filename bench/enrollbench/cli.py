@@ -41,6 +41,7 @@ from service.settings import Settings
 
 from . import DEFAULT_DATA, HERE, SCALE_DATA, WORKLOADS, BenchError, Record, log
 from .db import log_statements, migrate, mint_api_key, open_database, pgbench_path, reset, seed
+from .feed import measure_feed
 from .load import ensure_wrk, measure_pgbench, measure_service, soak, wait_quiet
 from .report import draw_chart, environment, report_markdown, summarize, table
 from .service import Service, next_course, probe
@@ -84,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     load.add_argument("--rounds", type=int, default=1, help="alternating rounds; medians are reported (1)")
     load.add_argument(
         "--soak", type=int, default=60, help="seconds of the mix for the RSS soak; 0 skips (60)"
+    )
+    load.add_argument(
+        "--feed", type=int, default=10, help="seconds of each events-feed measurement; 0 skips (10)"
     )
     load.add_argument("--no-pgbench", action="store_true", help="measure the service only")
     load.add_argument(
@@ -275,6 +279,16 @@ def soak_service(run: Run, measured: Measured) -> None:
     measured.soaked = soaked
 
 
+def feed_service(run: Run, measured: Measured) -> None:
+    """Step 4b (unless --feed 0): consumers tailing the feed while wrk writes; GETs beside idle long polls."""
+    if not run.args.feed or run.args.server_cmd:
+        return
+    reset(run.url, run.args.data)
+    idle = wait_quiet(run.args.quiet_wait)
+    log(f"feed: {run.args.feed} s per part on a fresh service (machine {idle:.0%} idle before)")
+    measured.rss_lines += measure_feed(run.service(), run.args.feed, run.ranges, run.args)
+
+
 def collect(run: Run, probed: Probed, measured: Measured, seed_seconds: float, wrk_version: str) -> Record:
     """Step 5, while the database is still there: everything the .json keeps."""
     excluded = ("database_url", "results", "server_cmd")
@@ -350,8 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         # 3. Rounds: the service under wrk, pgbench on the same SQL; the order alternates.
         measured = measure_rounds(run, pgbench, probed.scripts)
 
-        # 4. Soak: a long mix on a fresh service, RSS at its start and end.
+        # 4. Soak: a long mix on a fresh service, RSS at its start and end; then the events feed.
         soak_service(run, measured)
+        feed_service(run, measured)
 
         # 5. Results (the .json's contents need the database; the files are written after the cleanup).
         result = collect(run, probed, measured, seed_seconds, wrk_version)

@@ -6,8 +6,15 @@ import re
 import time
 from pathlib import Path
 
+from service.events.repository import EventQueries
+from service.keys.repository import KeyQueries
+
 from .db import connect
 from .service import Service, http
+
+# What the service runs in the background, whatever the requests: the event feed's ticks,
+# the API key cache's re-reads, retention. Not part of any request.
+BACKGROUND = {" ".join(q.sql.split()) for q in (EventQueries.tick, EventQueries.prune, KeyQueries.find_many)}
 
 Statements = dict[str, list[tuple[str, str]]]
 """Per method (GET, POST): (statement, its logged parameters) for each statement one request ran."""
@@ -45,7 +52,10 @@ def capture_statements(service: Service, pg_log: Path, student: int, course: int
         time.sleep(0.3)  # the pool's release (and its reset, if any) may run after the answer
         with open(pg_log, "rb") as f:
             f.seek(offset)
-            captured[method] = logged_statements(f.read().decode(errors="replace"))
+            logged = logged_statements(f.read().decode(errors="replace"))
+        captured[method] = [
+            (text, params) for text, params in logged if " ".join(text.split()) not in BACKGROUND
+        ]
     return captured
 
 

@@ -18,7 +18,9 @@ async def page(db: Database, *, after: int, horizon: int, limit: int) -> bytes:
     """`{"items": [...], "next_after": ...}` of the events after `after`, up to `horizon`."""
     rows = await db.fetch_records(EventQueries.page, after, horizon, limit + 1)
     if after < rows[0]["removed_through"]:
-        raise EventsRemoved(after, rows[0]["removed_through"])
+        raise EventsRemoved(
+            after, rows[0]["removed_through"], resume_after=max(horizon, rows[0]["removed_through"])
+        )
     items = [row["item"] for row in rows if row["id"] is not None]
     more = len(items) > limit
     items = items[:limit]

@@ -25,11 +25,8 @@ WITH student AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), events AS (
-    INSERT INTO events (type, actor, data)
-    SELECT 'enrollment.created', $3::bigint,
-           json_build_object('student_id', $1::bigint, 'course_id', course_id, 'enrolled_at', api_time(enrolled_at))
-      FROM inserted
-     ORDER BY course_id
+    INSERT INTO events (type, actor, student_id, course_id)
+    SELECT 'enrollment.created', $3::bigint, $1, course_id FROM inserted ORDER BY course_id
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses WHERE student_id = (SELECT id FROM student)
      UNION ALL

@@ -25,16 +25,11 @@ WITH requested AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), events AS (
-    INSERT INTO events (type, actor, data)
-    SELECT type, $3::bigint, data
-      FROM (SELECT 1 AS step, course_id, 'enrollment.deleted' AS type,
-                   json_build_object('student_id', $1::bigint, 'course_id', course_id) AS data
-              FROM removed
+    INSERT INTO events (type, actor, student_id, course_id)
+    SELECT type, $3::bigint, $1, course_id
+      FROM (SELECT 1 AS step, course_id, 'enrollment.deleted' AS type FROM removed
              UNION ALL
-            SELECT 2, course_id, 'enrollment.created',
-                   json_build_object('student_id', $1::bigint, 'course_id', course_id,
-                                     'enrolled_at', api_time(enrolled_at))
-              FROM inserted) AS e
+            SELECT 2, course_id, 'enrollment.created' FROM inserted) AS e
      ORDER BY step, course_id
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses

@@ -5,8 +5,14 @@ SELECT r.through AS removed_through, e.id, e.item
   FROM events_removed r
   LEFT JOIN LATERAL (
         SELECT id,
-               json_build_object('id', id, 'type', type, 'at', api_time(at), 'actor', actor, 'data', data)::text
-                 AS item
+               json_build_object('id', id, 'type', type, 'at', api_time(at), 'actor', actor, 'data',
+                   CASE type
+                       WHEN 'enrollment.created' THEN json_build_object(
+                           'student_id', student_id, 'course_id', course_id, 'enrolled_at', api_time(at))
+                       WHEN 'enrollment.deleted' THEN json_build_object(
+                           'student_id', student_id, 'course_id', course_id)
+                       ELSE data
+                   END)::text AS item
           FROM events
          WHERE id > $1 AND id <= $2
          ORDER BY id

@@ -11,13 +11,12 @@ WITH student AS (
      WHERE s.id = student.id
     RETURNING s.id
 ), events AS (
-    INSERT INTO events (type, actor, data)
-    SELECT type, $2::bigint, data
-      FROM (SELECT 1 AS step, course_id AS n, 'enrollment.deleted' AS type,
-                   json_build_object('student_id', student_id, 'course_id', course_id) AS data
+    INSERT INTO events (type, actor, student_id, course_id, data)
+    SELECT type, $2::bigint, student_id, course_id, data
+      FROM (SELECT 1 AS step, 'enrollment.deleted' AS type, student_id, course_id, NULL::json AS data
               FROM dropped
              UNION ALL
-            SELECT 2, 0, 'student.deleted', json_build_object('id', id) FROM removed) AS e
-     ORDER BY step, n
+            SELECT 2, 'student.deleted', NULL, NULL, json_build_object('id', id) FROM removed) AS e
+     ORDER BY step, course_id
 )
 SELECT id FROM removed;
