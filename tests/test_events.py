@@ -33,9 +33,23 @@ from service.settings import Settings
 Client = httpx.AsyncClient
 
 
+# Every event id in the table (a row holds its statement's events: ids id, id + 1, ...).
+EVENT_IDS = """
+    SELECT e.id + coalesce(p.i, 1) - 1 AS id
+      FROM events e
+      LEFT JOIN LATERAL unnest(e.course_ids) WITH ORDINALITY AS p(course_id, i) ON true
+"""
+
+
 async def newest(db: asyncpg.Connection) -> int:
     """The newest event id now: a test reads what comes after it."""
-    return int(await db.fetchval("SELECT coalesce(max(id), 0) FROM events"))
+    return int(await db.fetchval(f"SELECT coalesce(max(id), 0) FROM ({EVENT_IDS}) AS ids"))
+
+
+async def committed_after(db: asyncpg.Connection, start: int) -> list[int]:
+    """The ids of every event after `start` in the table, in order: a full read."""
+    rows = await db.fetch(f"SELECT id FROM ({EVENT_IDS}) AS ids WHERE id > $1 ORDER BY id", start)
+    return [r["id"] for r in rows]
 
 
 async def feed_after(client: Client, after: int, *, limit: int = 1000) -> list[dict[str, Any]]:
@@ -174,6 +188,21 @@ async def test_pages_follow_next_after_and_end_with_null(client: Client, db: asy
     assert full["next_after"] is None, "a full page that ends on the last event answers null"
 
 
+async def test_the_events_of_one_request_page_like_any_others(client: Client, db: asyncpg.Connection) -> None:
+    """One statement's events share a row; the feed still pages through them one by one."""
+    student = await new_student(client)
+    courses = [await new_course(client) for _ in range(5)]
+    start = await newest(db)
+    url = f"/students/{student['id']}/courses"
+    assert (await client.post(url, json={"course_ids": [c["id"] for c in courses]})).status_code == 200
+    walked = await feed_after(client, start, limit=2)
+    assert [e["data"]["course_id"] for e in walked] == [c["id"] for c in courses]
+    assert [e["id"] for e in walked] == list(range(walked[0]["id"], walked[0]["id"] + 5))
+    middle = (await client.get("/events", params={"after": walked[2]["id"], "limit": 1})).json()
+    assert [e["id"] for e in middle["items"]] == [walked[3]["id"]]
+    assert middle["next_after"] == walked[3]["id"]
+
+
 @pytest.mark.parametrize(
     ("query", "field"),
     [
@@ -271,7 +300,7 @@ async def test_an_event_committed_after_a_newer_one_is_still_delivered_before_it
         await slow.close()
     seen += await feed_after(client, cursor)
     delivered = [e["id"] for e in seen]
-    committed = [r["id"] for r in await db.fetch("SELECT id FROM events WHERE id > $1 ORDER BY id", start)]
+    committed = await committed_after(db, start)
     assert len(committed) == 2
     if naive:
         assert delivered == committed[1:], "the naive feed skips the event of the slow transaction"
@@ -337,8 +366,7 @@ async def tail_a_storm(
                 return
 
     await asyncio.gather(consumer(), *(fast_writer() for _ in range(8)), *(slow_writer() for _ in range(4)))
-    committed = [r["id"] for r in await db.fetch("SELECT id FROM events WHERE id > $1 ORDER BY id", start)]
-    return delivered, committed
+    return delivered, await committed_after(db, start)
 
 
 # Long polling
@@ -430,7 +458,7 @@ async def test_retention_removes_old_events_from_the_low_end_and_the_feed_answer
     removed_before = await db.fetchval("SELECT through FROM events_removed")
     assert removed_before < old_through
     assert await prune(app.state["db"], retention_days=30) >= 1
-    assert await db.fetchval("SELECT min(id) FROM events") == young
+    assert await db.fetchval("SELECT min(id) FROM events") == young  # a student.created: one event
     through = await db.fetchval("SELECT through FROM events_removed")
     assert through == old_through
     gone = assert_problem(await client.get("/events", params={"after": through - 1}), 410)

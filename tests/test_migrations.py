@@ -130,6 +130,32 @@ async def test_0003_api_keys_applies_and_rolls_back_without_touching_the_data(
         await conn.close()
 
 
+async def test_0004_events_applies_and_rolls_back_on_a_database_holding_data(empty_database_url: str) -> None:
+    migrate.apply(empty_database_url)
+    roll_back_to(empty_database_url, "0003_api_keys")
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute("INSERT INTO students (name, email) VALUES ('A', 'a@b.io')")
+        assert migrate.apply(empty_database_url)[0] == "0004_events"
+        assert await conn.fetchval("SELECT through FROM events_removed") == 0
+        assert (
+            await conn.fetchval("SELECT api_time('2026-01-02 03:04:05.5+00')")
+            == "2026-01-02T03:04:05.500000Z"
+        )
+        with pytest.raises(asyncpg.CheckViolationError):  # an enrollment event is its two ids
+            await conn.execute("INSERT INTO events (type, data) VALUES ('enrollment.created', '{}')")
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("INSERT INTO events (type, data) VALUES ('student.renamed', '{}')")
+        await conn.execute("INSERT INTO events (type, data) VALUES ('student.created', '{}')")
+        roll_back_to(empty_database_url, "0003_api_keys")
+        assert not {"events", "events_removed"} & await tables(empty_database_url)
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'api_time'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM students") == 1
+        assert migrate.apply(empty_database_url)[0] == "0004_events"
+    finally:
+        await conn.close()
+
+
 def roll_back_to(database_url: str, migration_id: str) -> None:
     """Roll back, newest first, until `migration_id` is the newest applied."""
     while migrate.applied(database_url)[-1] != migration_id:

@@ -3,8 +3,9 @@
 Event ids come from a sequence, so they are not handed out in commit order: transaction
 A takes id 10, B takes 11, B commits, and a reader serving `id > after` would show 11
 and let its consumer move past 10 before A commits. The feed therefore serves events
-only up to a *horizon*, an id at or below which every transaction that took an id has
-ended (committed, so visible, or rolled back, so never to be seen):
+only up to a *horizon*, a row id at or below which every transaction that took an id has
+ended (committed, so visible, or rolled back, so never to be seen). (A row of `events`
+holds one statement's events, ids id, id + 1, ...; the sequence steps past them.)
 
 - each tick reads the sequence's last value `issued` after taking a snapshot;
 - every write takes its transaction id before its event ids (each statement inserts its

@@ -25,8 +25,10 @@ WITH student AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), events AS (
-    INSERT INTO events (type, actor, student_id, course_id)
-    SELECT 'enrollment.created', $3::bigint, $1, course_id FROM inserted ORDER BY course_id
+    INSERT INTO events (type, actor, student_ids, course_ids)
+    SELECT 'enrollment.created', $3::bigint, array_agg($1::bigint), array_agg(course_id ORDER BY course_id)
+      FROM inserted
+    HAVING count(*) > 0
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses WHERE student_id = (SELECT id FROM student)
      UNION ALL

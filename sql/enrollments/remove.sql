@@ -7,8 +7,8 @@ WITH student AS (
      WHERE student_id = (SELECT id FROM student) AND course_id = $2
     RETURNING course_id
 ), event AS (
-    INSERT INTO events (type, actor, student_id, course_id)
-    SELECT 'enrollment.deleted', $3::bigint, $1, course_id FROM removed
+    INSERT INTO events (type, actor, student_ids, course_ids)
+    SELECT 'enrollment.deleted', $3::bigint, ARRAY[$1::bigint], ARRAY[course_id] FROM removed
 )
 SELECT EXISTS (SELECT FROM student) AS student_found,
        EXISTS (SELECT FROM removed) AS enrollment_found;

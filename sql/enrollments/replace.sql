@@ -25,12 +25,13 @@ WITH requested AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), events AS (
-    INSERT INTO events (type, actor, student_id, course_id)
-    SELECT type, $3::bigint, $1, course_id
+    INSERT INTO events (type, actor, student_ids, course_ids)
+    SELECT type, $3::bigint, array_agg($1::bigint), array_agg(course_id ORDER BY course_id)
       FROM (SELECT 1 AS step, course_id, 'enrollment.deleted' AS type FROM removed
              UNION ALL
             SELECT 2, course_id, 'enrollment.created' FROM inserted) AS e
-     ORDER BY step, course_id
+     GROUP BY step, type
+     ORDER BY step
 ), enrolled AS (
     SELECT course_id, enrolled_at FROM student_courses
      WHERE student_id = $1 AND course_id IN (SELECT id FROM known)

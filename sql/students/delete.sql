@@ -11,12 +11,14 @@ WITH student AS (
      WHERE s.id = student.id
     RETURNING s.id
 ), events AS (
-    INSERT INTO events (type, actor, student_id, course_id, data)
-    SELECT type, $2::bigint, student_id, course_id, data
-      FROM (SELECT 1 AS step, 'enrollment.deleted' AS type, student_id, course_id, NULL::json AS data
+    INSERT INTO events (type, actor, student_ids, course_ids, data)
+    SELECT type, $2::bigint, student_ids, course_ids, data
+      FROM (SELECT 1 AS step, 'enrollment.deleted' AS type, array_agg(student_id ORDER BY course_id) AS student_ids,
+                   array_agg(course_id ORDER BY course_id) AS course_ids, NULL::json AS data
               FROM dropped
+            HAVING count(*) > 0
              UNION ALL
             SELECT 2, 'student.deleted', NULL, NULL, json_build_object('id', id) FROM removed) AS e
-     ORDER BY step, course_id
+     ORDER BY step
 )
 SELECT id FROM removed;
