@@ -12,6 +12,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import (
     Contact,
+    Discriminator,
     OpenAPI,
     OpenAPIHeader,
     OpenAPIMediaType,
@@ -79,6 +80,7 @@ def correct_schema(app: Litestar) -> None:
     _drop_framework_400s(schema)
     _document_body_id_bounds(schema, _body_structs(app))
     _document_api_keys(app, schema)
+    _name_the_discriminators(schema)
 
 
 async def _problem_for_html_404(response: Response[Any]) -> Response[Any]:
@@ -137,6 +139,28 @@ def _is_id_list(annotation: Any) -> bool:
         and isinstance(info.item_type, msgspec.inspect.IntType)
         and (info.item_type.ge, info.item_type.le) == (1, MAX_ID)
     )
+
+
+def _name_the_discriminators(schema: OpenAPI) -> None:
+    """A oneOf of tagged Structs (the events, each with a constant `type`) gets its discriminator,
+    so generated clients pick the variant by `type`."""
+    components = schema.components.schemas or {}
+    for component in components.values():
+        for prop in (component.properties or {}).values():
+            union = prop.items if isinstance(prop, Schema) and isinstance(prop.items, Schema) else prop
+            if not isinstance(union, Schema) or not union.one_of:
+                continue
+            mapping = {}
+            for variant in union.one_of:
+                target = (
+                    components.get(variant.ref.rsplit("/", 1)[-1]) if isinstance(variant, Reference) else None
+                )
+                tag = (target.properties or {}).get("type") if target is not None else None
+                if not isinstance(variant, Reference) or not isinstance(tag, Schema) or tag.const is None:
+                    break
+                mapping[str(tag.const)] = variant.ref
+            else:
+                union.discriminator = Discriminator(property_name="type", mapping=mapping)
 
 
 _SECURITY_SCHEME = "apiKey"

@@ -137,3 +137,24 @@ async def test_every_protected_operation_documents_its_key_scope_401_and_403(cli
     assert re.search("`read`", ops["GetStudent"]["description"])
     assert re.search("`write`", ops["AssignCourses"]["description"])
     assert re.search("`admin`", ops["RevokeApiKey"]["description"])
+
+
+async def test_the_feed_documents_one_typed_event_per_type(client: Client) -> None:
+    doc = await openapi(client)
+    schemas = doc["components"]["schemas"]
+    ok = operations(doc)["ListEvents"]["responses"]["200"]["content"]["application/json"]["schema"]
+    page = schemas[ok["$ref"].rsplit("/", 1)[1]]
+    union = page["properties"]["items"]["items"]
+    mapping = union["discriminator"]["mapping"]
+    assert union["discriminator"]["propertyName"] == "type"
+    assert set(mapping) == {
+        f"{thing}.{change}"
+        for thing in ("student", "course", "enrollment")
+        for change in ("created", "updated", "deleted")
+    } - {"enrollment.updated"}
+    data_of = {tag: schemas[ref.rsplit("/", 1)[1]]["properties"]["data"] for tag, ref in mapping.items()}
+    assert data_of["student.created"] == {"$ref": "#/components/schemas/Student"}
+    assert data_of["course.updated"] == {"$ref": "#/components/schemas/Course"}
+    added = schemas[data_of["enrollment.created"]["$ref"].rsplit("/", 1)[1]]
+    assert set(added["properties"]) == {"student_id", "course_id", "enrolled_at"}
+    assert {"200", "410", "422", "401", "403"} <= set(operations(doc)["ListEvents"]["responses"])

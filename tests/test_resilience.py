@@ -218,6 +218,7 @@ async def test_every_pooled_connection_has_the_session_settings(settings: Settin
                 assert await conn.fetchval("SHOW statement_timeout") == "3s"
                 assert await conn.fetchval("SHOW random_page_cost") == "1.1"
                 assert await conn.fetchval("SHOW timezone") == "UTC"
+                assert await conn.fetchval("SHOW jit") == "off"
     finally:
         await db.close()
 
