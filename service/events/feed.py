@@ -58,7 +58,8 @@ class EventFeed:
         self._issued: deque[tuple[int, int]] = deque(maxlen=64)  # (tick number, issued) of recent ticks
         self._unsettled: deque[tuple[int, int]] = deque()  # (issued, xmax of the snapshot after it)
         self._previous_issued: int | None = None
-        self._ticked = asyncio.Event()
+        self._ticked = asyncio.Event()  # set (and replaced) by every tick
+        self._advanced = asyncio.Event()  # set (and replaced) only when `newest` moves
         self._hurry = asyncio.Event()
 
     async def fresh_horizon(self) -> int:
@@ -72,24 +73,28 @@ class EventFeed:
             if (goal is not None and self.horizon >= goal) or loop.time() >= deadline:
                 break
             self._hurry.set()
-            await self._next_tick(deadline)
+            await self._until(self._ticked, deadline)
         return self.horizon
 
     async def wait_beyond(self, after: int, seconds: float) -> None:
-        """Return once an event after `after` is settled, after `seconds`, or at shutdown."""
+        """Return once an event after `after` is settled, after `seconds`, or at shutdown.
+
+        Woken only when the newest event moves: a thousand waiters cost nothing per tick.
+        """
         deadline = asyncio.get_running_loop().time() + seconds
         while self.newest <= after and not self.closing and asyncio.get_running_loop().time() < deadline:
-            await self._next_tick(deadline)
+            await self._until(self._advanced, deadline)
 
     def close(self) -> None:
         """Answer every waiting request now (shutdown)."""
         self.closing = True
         self._ticked.set()
+        self._advanced.set()
 
-    async def _next_tick(self, deadline: float) -> None:
-        ticked = self._ticked
+    @staticmethod
+    async def _until(event: asyncio.Event, deadline: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ticked.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            await asyncio.wait_for(event.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
 
     async def tick(self, db: Database) -> None:
         """Read the snapshot and the sequence once; move the horizon; wake the waiters."""
@@ -99,7 +104,10 @@ class EventFeed:
         self._previous_issued = row["issued"]
         while self._unsettled and self._unsettled[0][1] <= row["xmin"]:
             self.horizon = max(self.horizon, self._unsettled.popleft()[0])
-        self.newest = max(self.newest, row["newest"])
+        if row["newest"] > self.newest:
+            self.newest = row["newest"]
+            self._advanced.set()
+            self._advanced = asyncio.Event()
         self._ticks += 1
         self._issued.append((self._ticks, row["issued"]))
         self._ticked.set()
