@@ -40,6 +40,7 @@ class Problem(msgspec.Struct, omit_defaults=True):
     detail: str
     errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
     unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
+    unknown_student_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
     # The scope a 403 needed.
     required_scope: str | msgspec.UnsetType = msgspec.UNSET
     # A 410 of the feed: where to follow it from once the lists are copied again.
@@ -209,6 +210,25 @@ class InsufficientScope(ProblemError):
                 f'Bearer realm="enrollment", error="insufficient_scope", scope="{self.required_scope}"'
             )
         }
+
+
+class UnknownStudentsOrCourses(ProblemError):
+    """A bulk enrollment names students or courses that do not exist; nothing was written."""
+
+    status = 422
+    slug = "unknown-students-or-courses"
+
+    def __init__(self, student_ids: list[int], course_ids: list[int]) -> None:
+        self.student_ids, self.course_ids = sorted(student_ids), sorted(course_ids)
+        super().__init__(
+            f"{len(self.student_ids)} student id(s) and {len(self.course_ids)} course id(s) name nothing; "
+            "nothing was written"
+        )
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.unknown_student_ids, problem.unknown_course_ids = self.student_ids, self.course_ids
+        return problem
 
 
 class Unavailable(ProblemError):

@@ -65,8 +65,9 @@ class JSONRequest(Request[Any, Any, Any]):
         return self._json
 
     async def body(self) -> bytes:
-        """The whole body, at most MAX_BODY_BYTES (413 beyond), read once."""
+        """The whole body, at most MAX_BODY_BYTES or the route's `max_body_bytes` (413 beyond), read once."""
         if self._body is Empty:
+            limit: int = self.scope["route_handler"].opt.get("max_body_bytes", MAX_BODY_BYTES)
             chunks: list[bytes] = []
             size = 0
             while True:
@@ -75,7 +76,7 @@ class JSONRequest(Request[Any, Any, Any]):
                     raise InternalServerException("client disconnected prematurely")
                 chunk = cast("bytes", event.get("body", b""))
                 size += len(chunk)
-                if size > MAX_BODY_BYTES:
+                if size > limit:
                     raise RequestEntityTooLarge
                 chunks.append(chunk)
                 if not event.get("more_body", False):

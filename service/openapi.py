@@ -34,6 +34,7 @@ from service.params import MAX_ID
 _DESCRIPTIONS = {
     404: "Not found (problem+json).",
     409: "Conflict with existing data (problem+json).",
+    413: "The body is larger than this route accepts (problem+json).",
     410: "Gone: retention removed events after `after`; copy the lists again (problem+json).",
     422: "Invalid input; `errors` names each offending field (problem+json).",
     503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",

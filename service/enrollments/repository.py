@@ -3,13 +3,21 @@
 import asyncpg
 
 from service.db import Database, QueryGroup, sql_file
-from service.errors import CourseNotFound, EnrollmentNotFound, StudentNotFound, UnknownCourses
+from service.enrollments.schemas import BulkResult, EnrollmentPair
+from service.errors import (
+    CourseNotFound,
+    EnrollmentNotFound,
+    StudentNotFound,
+    UnknownCourses,
+    UnknownStudentsOrCourses,
+)
 from service.pagination import Page, fetch_size, page_of
 from service.students.schemas import Student
 
 
 class EnrollmentQueries(QueryGroup, folder="enrollments"):
     list = sql_file()
+    bulk = sql_file()
     assign = sql_file()
     lock_student = sql_file()
     replace = sql_file()
@@ -48,6 +56,17 @@ async def replace_courses(
         if row["unknown_course_ids"]:
             raise UnknownCourses(row["unknown_course_ids"])
     return str(row["courses"]).encode()
+
+
+async def enroll_pairs(db: Database, *, pairs: list[EnrollmentPair], actor: int | None) -> BulkResult:
+    """Enroll every pair in one statement (idempotently, all or nothing)."""
+    row = await db.fetch_record(
+        EnrollmentQueries.bulk, [p.student_id for p in pairs], [p.course_id for p in pairs], actor
+    )
+    assert row is not None  # the statement always answers one row
+    if row["unknown_student_ids"] or row["unknown_course_ids"]:
+        raise UnknownStudentsOrCourses(row["unknown_student_ids"], row["unknown_course_ids"])
+    return BulkResult(created=row["created"], existing=row["requested"] - row["created"])
 
 
 async def remove_course(db: Database, *, student_id: int, course_id: int, actor: int | None) -> None:

@@ -6,7 +6,14 @@ from litestar.params import JSONBody, SkipValidation
 from litestar.types import ASGIApp
 
 from service.enrollments import repository
-from service.enrollments.schemas import CourseAssignment, CourseReplacement, EnrolledCourse
+from service.enrollments.schemas import (
+    BULK_MAX_BODY_BYTES,
+    BulkEnrollment,
+    BulkResult,
+    CourseAssignment,
+    CourseReplacement,
+    EnrolledCourse,
+)
 from service.inputs import validated
 from service.keys.scopes import Scope
 from service.openapi import problem_responses
@@ -138,7 +145,37 @@ async def list_course_students(
     return await repository.students_of_course(db_of(request), course_id=course_id, after=after, limit=limit)
 
 
+@post(
+    "/enrollments",
+    operation_id="EnrollPairs",
+    description=(
+        "Enrolls every (student, course) pair in one statement: 1..10000 pairs, a body of up to 1 MiB "
+        "(413 beyond). Idempotent: pairs already there and repeats are no-ops, counted in `existing`. "
+        "All or nothing: if any id names no student or no course, nothing is written and the 422 lists "
+        "`unknown_student_ids` and `unknown_course_ids`, each complete and sorted. Students are locked in "
+        "id order, so concurrent bulk and per-student requests never deadlock."
+    ),
+    summary="Enroll many students in many courses at once (idempotent, all or nothing)",
+    tags=["enrollments"],
+    status_code=200,
+    required_scope=Scope.WRITE,
+    max_body_bytes=BULK_MAX_BODY_BYTES,
+    responses=problem_responses(
+        413,
+        422,
+        overrides={
+            422: "Invalid input, or ids naming no student or course: `unknown_student_ids` and "
+            "`unknown_course_ids` list them, sorted; nothing was written (problem+json)."
+        },
+    ),
+)
+async def enroll_pairs(request: AnyRequest, data: JSONBody[SkipValidation[BulkEnrollment]]) -> BulkResult:
+    bulk = validated(data, BulkEnrollment)
+    return await repository.enroll_pairs(db_of(request), pairs=bulk.enrollments, actor=actor_of(request))
+
+
 ENROLLMENT_ROUTES = [
+    enroll_pairs,
     list_student_courses,
     assign_courses,
     replace_courses,
