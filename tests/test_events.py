@@ -309,6 +309,37 @@ async def test_an_event_committed_after_a_newer_one_is_still_delivered_before_it
     assert seen[-1]["data"] == fast
 
 
+async def test_an_event_stays_hidden_while_an_older_transaction_runs_even_when_nothing_else_commits(
+    feed_app: tuple[Litestar, Client], migrated_url: str, db: asyncpg.Connection
+) -> None:
+    """Two open writers, the older first: no snapshot lists them until one ends (a snapshot's
+    xmax is the newest *completed* transaction + 1), and the newer may commit first."""
+    _, client = feed_app
+    start = await newest(db)
+    older, newer = await asyncpg.connect(migrated_url), await asyncpg.connect(migrated_url)
+    try:
+        transactions = [older.transaction(), newer.transaction()]
+        for conn, transaction in zip((older, newer), transactions, strict=True):
+            await transaction.start()
+            await conn.execute(
+                "WITH s AS (INSERT INTO students (name, email) VALUES ('Open', $1)"
+                "           RETURNING id, name, email, created_at)"
+                " INSERT INTO events (type, data)"
+                " SELECT 'student.created', student_json(id, name, email, created_at) FROM s",
+                f"{unique('open')}@example.org",
+            )
+        await asyncio.sleep(0.5)  # ticks meanwhile, with nothing committing
+        await transactions[1].commit()
+        hidden = await feed_after(client, start)
+        await transactions[0].commit()
+    finally:
+        await older.close()
+        await newer.close()
+    committed = await committed_after(db, start)
+    assert hidden == [], "the newer event must wait for the older transaction"
+    assert [e["id"] for e in await feed_after(client, start)] == committed
+
+
 async def test_a_consumer_tailing_a_storm_of_writers_sees_every_event_exactly_once(
     feed_app: tuple[Litestar, Client], migrated_url: str, db: asyncpg.Connection
 ) -> None:

@@ -7,12 +7,16 @@ only up to a *horizon*, a row id at or below which every transaction that took a
 ended (committed, so visible, or rolled back, so never to be seen). (A row of `events`
 holds one statement's events, ids id, id + 1, ...; the sequence steps past them.)
 
-- each tick reads the sequence's last value `issued` after taking a snapshot;
+- each tick reads the sequence's last value, `issued`;
 - every write takes its transaction id before its event ids (each statement inserts its
   events from the rows its own write returned), so whoever took an id up to `issued`
-  had a transaction id below the `xmax` of the next tick's snapshot;
-- once a later snapshot's `xmin` (the oldest transaction still running) reaches that
-  `xmax`, all of them have ended, and `issued` becomes the horizon.
+  had a transaction id before the next tick starts, and the next tick takes one itself,
+  `xid`, above all of theirs (a snapshot's `xmax` is no such bound: it is the newest
+  *completed* transaction + 1, and transactions running above it appear nowhere in it);
+- that tick commits, so every later snapshot lists each transaction below `xid` still
+  running; once such a snapshot's `xmin` reaches `xid`, all of them have ended, and
+  `issued` becomes the horizon. A tick takes an xid only when ids were handed out
+  beyond the horizon: an idle feed costs none.
 
 Ids are thus served in order, each once, and the order of a row's events is the order
 of its row locks (ids are taken after the locks). The price: a committed event waits
@@ -56,7 +60,7 @@ class EventFeed:
         self.closing = False
         self._ticks = 0  # ticks completed
         self._issued: deque[tuple[int, int]] = deque(maxlen=64)  # (tick number, issued) of recent ticks
-        self._unsettled: deque[tuple[int, int]] = deque()  # (issued, xmax of the snapshot after it)
+        self._unsettled: deque[tuple[int, int]] = deque()  # (issued, the xid of the tick after it)
         self._previous_issued: int | None = None
         self._ticked = asyncio.Event()  # set (and replaced) by every tick
         self._advanced = asyncio.Event()  # set (and replaced) only when `newest` moves
@@ -98,9 +102,11 @@ class EventFeed:
 
     async def tick(self, db: Database) -> None:
         """Read the snapshot and the sequence once; move the horizon; wake the waiters."""
-        row = await repository.tick(db, horizon=self.horizon)
-        if self._previous_issued is not None:
-            self._unsettled.append((self._previous_issued, row["xmax"]))
+        # The previous tick's `issued`, if beyond the horizon, needs this tick's xid.
+        pending = self._previous_issued if (self._previous_issued or 0) > self.horizon else None
+        row = await repository.tick(db, horizon=self.horizon, take_xid=pending is not None)
+        if pending is not None:
+            self._unsettled.append((pending, row["xid"]))
         self._previous_issued = row["issued"]
         while self._unsettled and self._unsettled[0][1] <= row["xmin"]:
             self.horizon = max(self.horizon, self._unsettled.popleft()[0])

@@ -29,8 +29,8 @@ async def page(db: Database, *, after: int, horizon: int, limit: int) -> bytes:
     return f'{{"items":[{",".join(items)}],"next_after":{after_page}}}'.encode()
 
 
-async def tick(db: Database, *, horizon: int) -> asyncpg.Record:
-    row = await db.fetch_record(EventQueries.tick, horizon)
+async def tick(db: Database, *, horizon: int, take_xid: bool) -> asyncpg.Record:
+    row = await db.fetch_record(EventQueries.tick, horizon, take_xid)
     assert row is not None  # the statement always answers one row
     return row
 
