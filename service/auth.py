@@ -133,7 +133,7 @@ class KeyCache:
                 self._refuse(digest, "revoked")
             elif expires_at is not None and expires_at <= now:
                 self._refuse(digest, "expired")
-            else:
+            elif self._refused.get(digest) != "revoked":  # a read from before the revocation
                 self._valid[digest] = VerifiedKey(row["id"], widest(row["scopes"]), expires_at)
         for digest in missing:
             self._refuse(digest, "unknown")

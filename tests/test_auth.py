@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import signal
@@ -479,3 +480,14 @@ def test_keys_from_the_shell_create_list_and_revoke(migrated_url: str) -> None:
     later = keys("create", "--name", "x", "--scopes", "read,admin", "--expires-at", "2999-01-01T00:00:00Z")
     assert later.returncode == 0
     assert "scopes: read admin" in later.stdout
+
+
+def test_a_read_from_before_a_revocation_does_not_bring_the_key_back() -> None:
+    """The revoking process forgets the key at once; a refresh that read the key just before
+    the revocation committed must not put it back."""
+    cache = KeyCache(AuthMetrics(), refresh_s=1)
+    digest = hashlib.sha256(new_random_key().encode()).digest()
+    stale = {"key_hash": digest, "id": 7, "scopes": ["read"], "expires_at": None, "revoked_at": None}
+    cache.forget(digest)
+    cache._store([digest], [stale])  # type: ignore[list-item]  # the columns of a row
+    assert cache.cached(digest) is None

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from unittest.mock import ANY
 
 import asyncpg
 import httpx
@@ -27,6 +28,7 @@ from helpers import (
 from litestar import Litestar
 
 from service.app import create_app
+from service.enrollments.repository import EnrollmentQueries
 from service.events.feed import EventFeed, prune
 from service.settings import Settings
 
@@ -168,6 +170,51 @@ async def test_with_auth_off_the_actor_is_null(migrated_url: str, db: asyncpg.Co
         await new_student(anonymous)
         (event,) = await feed_after(anonymous, start)
     assert event["actor"] is None
+
+
+async def test_deleting_a_student_records_the_enrollment_a_concurrent_request_just_added(
+    client: Client, db: asyncpg.Connection, migrated_url: str
+) -> None:
+    student = await new_student(client)
+    first, second = await new_course(client), await new_course(client)
+    await client.post(f"/students/{student['id']}/courses", json={"course_ids": [first["id"]]})
+    start = await newest(db)
+    writer = await asyncpg.connect(migrated_url)
+    try:
+        transaction = writer.transaction()
+        await transaction.start()  # holds the student's row, as an assignment in flight does
+        await writer.fetchrow(EnrollmentQueries.assign.sql, student["id"], [second["id"]], None)
+        deleting = asyncio.create_task(client.delete(f"/students/{student['id']}"))
+        await asyncio.sleep(0.3)
+        await transaction.commit()
+        assert (await deleting).status_code == 204
+    finally:
+        await writer.close()
+    assert kinds(await feed_after(client, start)) == [
+        ("enrollment.created", {"student_id": student["id"], "course_id": second["id"], "enrolled_at": ANY}),
+        ("enrollment.deleted", {"student_id": student["id"], "course_id": first["id"]}),
+        ("enrollment.deleted", {"student_id": student["id"], "course_id": second["id"]}),
+        ("student.deleted", {"id": student["id"]}),
+    ]
+
+
+async def test_a_student_with_more_enrollments_than_one_events_row_holds_can_be_deleted(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    student = await new_student(client)
+    await db.execute(
+        "INSERT INTO courses (code, title) SELECT 'MANY' || i, 'T' FROM generate_series(1, 16500) i"
+    )
+    await db.execute(
+        "INSERT INTO student_courses (student_id, course_id)"
+        " SELECT $1, id FROM courses WHERE code LIKE 'MANY%'",
+        student["id"],
+    )
+    start = await newest(db)
+    assert (await client.delete(f"/students/{student['id']}")).status_code == 204
+    events = await feed_after(client, start)
+    assert [e["type"] for e in events] == ["enrollment.deleted"] * 16500 + ["student.deleted"]
+    assert [e["id"] for e in events] == sorted({e["id"] for e in events})
 
 
 # Paging and bad values

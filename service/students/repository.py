@@ -14,6 +14,7 @@ class StudentQueries(QueryGroup, folder="students"):
     get = sql_file()
     list = sql_file()
     update = sql_file()
+    lock = sql_file()
     delete = sql_file()
 
 
@@ -55,5 +56,7 @@ async def update_student(
 
 async def delete_student(db: Database, *, student_id: int, actor: int | None) -> None:
     """Delete a student and their enrollments (each recorded as an event)."""
-    if await db.fetch_value(StudentQueries.delete, student_id, actor) is None:
-        raise StudentNotFound(student_id)
+    async with db.transaction() as tx:
+        if await tx.fetch_value(StudentQueries.lock, student_id) is None:
+            raise StudentNotFound(student_id)
+        await tx.fetch_value(StudentQueries.delete, student_id, actor)

@@ -1,24 +1,23 @@
--- $1 id, $2 actor. Removes the student's enrollments and then the student, and records
--- one enrollment.deleted per enrollment, then student.deleted (ids in that order).
-WITH student AS (
-    SELECT id FROM students WHERE id = $1 FOR UPDATE
-), dropped AS (
-    DELETE FROM student_courses sc USING student
-     WHERE sc.student_id = student.id
-    RETURNING sc.student_id, sc.course_id
+-- $1 id, $2 actor; run after lock.sql in the same transaction. Removes the student's
+-- enrollments and then the student, and records one enrollment.deleted per enrollment
+-- (in rows of at most 16384 events), then student.deleted, ids in that order.
+WITH dropped AS (
+    DELETE FROM student_courses WHERE student_id = $1
+    RETURNING student_id, course_id
 ), removed AS (
-    DELETE FROM students s USING student
-     WHERE s.id = student.id
-    RETURNING s.id
+    DELETE FROM students WHERE id = $1
+    RETURNING id
 ), events AS (
     INSERT INTO events (type, actor, student_ids, course_ids, data)
     SELECT type, $2::bigint, student_ids, course_ids, data
-      FROM (SELECT 1 AS step, 'enrollment.deleted' AS type, array_agg(student_id ORDER BY course_id) AS student_ids,
+      FROM (SELECT 1 AS step, chunk, 'enrollment.deleted' AS type,
+                   array_agg(student_id ORDER BY course_id) AS student_ids,
                    array_agg(course_id ORDER BY course_id) AS course_ids, NULL::json AS data
-              FROM dropped
-            HAVING count(*) > 0
+              FROM (SELECT student_id, course_id, (row_number() OVER (ORDER BY course_id) - 1) / 16384 AS chunk
+                      FROM dropped) AS d
+             GROUP BY chunk
              UNION ALL
-            SELECT 2, 'student.deleted', NULL, NULL, json_build_object('id', id) FROM removed) AS e
-     ORDER BY step
+            SELECT 2, 0, 'student.deleted', NULL, NULL, json_build_object('id', id) FROM removed) AS e
+     ORDER BY step, chunk
 )
 SELECT id FROM removed;
