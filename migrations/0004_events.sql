@@ -23,6 +23,8 @@ CREATE TABLE events (
     student_ids bigint[],
     course_ids  bigint[],
     data  json,
+    -- How many events the row holds (the feed reads it before it expands any row).
+    n     integer     GENERATED ALWAYS AS (coalesce(cardinality(course_ids), 1)) STORED,
     CHECK (CASE WHEN type LIKE 'enrollment.%'
                 THEN course_ids IS NOT NULL AND student_ids IS NOT NULL
                      AND cardinality(course_ids) BETWEEN 1 AND 16384

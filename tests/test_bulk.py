@@ -81,6 +81,28 @@ async def test_each_new_enrollment_is_one_event_in_student_then_course_order(
     ]
 
 
+async def test_the_feed_pages_through_bulk_rows_one_event_at_a_time(
+    client: Client, db: asyncpg.Connection, people: tuple[list[int], list[int]]
+) -> None:
+    students, courses = people
+    start = await db.fetchval("SELECT coalesce(max(id + n - 1), 0) FROM events")
+    first = [(s, c) for s in students[:2] for c in courses]
+    second = [(s, c) for s in students[2:] for c in courses]
+    await client.post("/enrollments", json=pairs(*first))
+    await client.post("/enrollments", json=pairs(*second))
+    seen: list[tuple[int, int]] = []
+    after, pages = start, 0
+    while True:
+        page = (await client.get("/events", params={"after": after, "limit": 4})).json()
+        seen += [(e["data"]["student_id"], e["data"]["course_id"]) for e in page["items"]]
+        pages += 1
+        if page["next_after"] is None:
+            break
+        after = page["next_after"]
+    assert seen == sorted(first) + sorted(second)
+    assert pages == 3  # 12 events, 4 a page, across the two rows
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
