@@ -101,9 +101,9 @@ class KeyCache:
         if not lookup.cancelled():
             lookup.exception()  # retrieved here, so an outage nobody waited for is not logged as lost
 
-    def forget(self, digest: bytes, reason: str = "revoked") -> None:
+    def forget(self, digest: bytes) -> None:
         """Refuse the key from now on in this process (a revocation it made itself)."""
-        self._refuse(digest, reason)
+        self._refuse(digest, "revoked")
 
     async def _look_up(self, digest: bytes) -> VerifiedKey:
         if self.db is None:

@@ -14,7 +14,7 @@ from .service import Service, http
 
 # What the service runs in the background, whatever the requests: the event feed's ticks,
 # the API key cache's re-reads, retention. Not part of any request.
-BACKGROUND = {" ".join(q.sql.split()) for q in (EventQueries.tick, EventQueries.prune, KeyQueries.find_many)}
+BACKGROUND = {" ".join(q.sql.split()) for q in (EventQueries.tick, EventQueries.prune, KeyQueries.find)}
 
 Statements = dict[str, list[tuple[str, str]]]
 """Per method (GET, POST): (statement, its logged parameters) for each statement one request ran."""

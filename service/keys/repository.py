@@ -18,7 +18,6 @@ class KeyQueries(QueryGroup, folder="keys"):
     list = sql_file()
     revoke = sql_file()
     find = sql_file()
-    find_many = sql_file()
 
 
 async def create_key(db: Statements, *, new: ApiKeyCreate, key: str | None = None) -> NewApiKey:
@@ -58,7 +57,4 @@ async def revoke_key(db: Statements, *, key_id: int) -> bytes:
 
 async def find_keys(db: Statements, digests: list[bytes]) -> list[asyncpg.Record]:
     """The stored state of the keys with these hashes (unknown hashes have no row)."""
-    if len(digests) == 1:
-        row = await db.fetch_record(KeyQueries.find, digests[0])
-        return [] if row is None else [row]
-    return await db.fetch_records(KeyQueries.find_many, digests)
+    return await db.fetch_records(KeyQueries.find, digests)

@@ -39,7 +39,7 @@ SELECT EXISTS (SELECT FROM student) AS student_found,
        NOT EXISTS (SELECT FROM known WHERE id NOT IN (SELECT course_id FROM enrolled)) AS complete,
        (SELECT coalesce(json_agg(json_build_object(
                    'id', c.id, 'code', c.code, 'title', c.title,
-                   'enrolled_at', to_char(e.enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                   'enrolled_at', api_time(e.enrolled_at))
                    ORDER BY c.id), '[]')
           FROM enrolled e
           JOIN courses c ON c.id = e.course_id)::text AS courses;

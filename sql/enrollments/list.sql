@@ -2,7 +2,7 @@
 -- built here (ordered by course id; [] when none). $1 student id.
 SELECT (SELECT coalesce(json_agg(json_build_object(
                    'id', c.id, 'code', c.code, 'title', c.title,
-                   'enrolled_at', to_char(sc.enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                   'enrolled_at', api_time(sc.enrolled_at))
                    ORDER BY c.id), '[]')
           FROM student_courses sc
           JOIN courses c ON c.id = sc.course_id

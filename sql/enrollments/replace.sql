@@ -41,7 +41,7 @@ WITH requested AS (
 SELECT (SELECT course_ids FROM unknown) AS unknown_course_ids,
        (SELECT coalesce(json_agg(json_build_object(
                    'id', c.id, 'code', c.code, 'title', c.title,
-                   'enrolled_at', to_char(e.enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'))
+                   'enrolled_at', api_time(e.enrolled_at))
                    ORDER BY c.id), '[]')
           FROM enrolled e
           JOIN courses c ON c.id = e.course_id)::text AS courses;
