@@ -137,6 +137,17 @@ class CourseHasStudents(Conflict):
         super().__init__(f"course {course_id} has enrolled students; remove their enrollments first")
 
 
+class PreconditionFailed(ProblemError):
+    """`If-Match` named no current ETag of the resource; nothing was written."""
+
+    status = 412
+    slug = "precondition-failed"
+
+    def __init__(self) -> None:
+        # The header is not echoed: an answer never repeats what a client may have pasted by mistake.
+        super().__init__("If-Match names no current ETag of this resource; nothing was written")
+
+
 class UnknownCourses(ProblemError):
     """An assignment names courses that do not exist; nothing was written."""
 

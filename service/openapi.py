@@ -35,10 +35,18 @@ _DESCRIPTIONS = {
     404: "Not found (problem+json).",
     409: "Conflict with existing data (problem+json).",
     413: "The body is larger than this route accepts (problem+json).",
+    412: "`If-Match` names no current ETag of the resource; nothing was written (problem+json).",
     410: "Gone: retention removed events after `after`; copy the lists again (problem+json).",
     422: "Invalid input; `errors` names each offending field (problem+json).",
     503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
 }
+
+
+NOT_MODIFIED = ResponseSpec(
+    None,
+    description="Not modified: `If-None-Match` names the current ETag (no body).",
+    generate_examples=False,
+)
 
 
 def problem_responses(*statuses: int, overrides: dict[int, str] | None = None) -> dict[int, ResponseSpec]:

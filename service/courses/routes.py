@@ -1,14 +1,21 @@
 """HTTP routes of /courses."""
 
+import msgspec
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
+from litestar.types import ASGIApp
 
+from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
 from service.keys.scopes import Scope
-from service.openapi import problem_responses
+from service.openapi import NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, actor_of, db_of
+
+# Answers built with msgspec (to hash them for the ETag); this documents their shape.
+_COURSE = ResponseSpec(Course, description="The course.", generate_examples=False)
 
 
 class CourseController(Controller):
@@ -50,10 +57,14 @@ class CourseController(Controller):
         description=("Answers one course by id. Safe and idempotent."),
         summary="Get a course",
         required_scope=Scope.READ,
-        responses=problem_responses(404, 422),
+        response_headers=[ETAG_HEADER],
+        responses={200: _COURSE, 304: NOT_MODIFIED, **problem_responses(404, 422)},
     )
-    async def get(self, request: AnyRequest, course_id: CourseIdParam) -> Course:
-        return await repository.get_course(db_of(request), course_id=course_id)
+    async def get(
+        self, request: AnyRequest, course_id: CourseIdParam, if_none_match: IfNoneMatch = None
+    ) -> ASGIApp:
+        course = await repository.get_course(db_of(request), course_id=course_id)
+        return unless_current(msgspec.json.encode(course), if_none_match)
 
     @patch(
         "/{course_id:str}",
@@ -64,16 +75,25 @@ class CourseController(Controller):
         ),
         summary="Change a course's code or title",
         required_scope=Scope.WRITE,
-        responses=problem_responses(
-            404, 409, 422, overrides={409: "The code is taken (case-insensitively)."}
-        ),
+        response_headers=[ETAG_HEADER],
+        responses={
+            200: _COURSE,
+            **problem_responses(
+                404, 409, 412, 422, overrides={409: "The code is taken (case-insensitively)."}
+            ),
+        },
     )
     async def update(
-        self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[CourseUpdate]
-    ) -> Course:
-        return await repository.update_course(
-            db_of(request), course_id=course_id, changes=data, actor=actor_of(request)
+        self,
+        request: AnyRequest,
+        course_id: CourseIdParam,
+        data: JSONBody[CourseUpdate],
+        if_match: IfMatch = None,
+    ) -> ASGIApp:
+        course = await repository.update_course(
+            db_of(request), course_id=course_id, changes=data, actor=actor_of(request), if_match=if_match
         )
+        return with_etag(msgspec.json.encode(course))
 
     @delete(
         "/{course_id:str}",
@@ -85,8 +105,10 @@ class CourseController(Controller):
         summary="Delete a course that nobody is enrolled in",
         required_scope=Scope.WRITE,
         responses=problem_responses(
-            404, 409, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
+            404, 409, 412, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
         ),
     )
-    async def delete(self, request: AnyRequest, course_id: CourseIdParam) -> None:
-        await repository.delete_course(db_of(request), course_id=course_id, actor=actor_of(request))
+    async def delete(self, request: AnyRequest, course_id: CourseIdParam, if_match: IfMatch = None) -> None:
+        await repository.delete_course(
+            db_of(request), course_id=course_id, actor=actor_of(request), if_match=if_match
+        )

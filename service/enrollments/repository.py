@@ -2,7 +2,8 @@
 
 import asyncpg
 
-from service.db import Database, QueryGroup, sql_file
+from service.conditional import require_match
+from service.db import Database, QueryGroup, Statements, sql_file
 from service.enrollments.schemas import BulkResult, EnrollmentPair
 from service.errors import (
     CourseNotFound,
@@ -25,7 +26,7 @@ class EnrollmentQueries(QueryGroup, folder="enrollments"):
     students_of_course = sql_file()
 
 
-async def list_courses(db: Database, *, student_id: int) -> bytes:
+async def list_courses(db: Statements, *, student_id: int) -> bytes:
     """The student's enrolled courses as a JSON array, ordered by course id."""
     row = await db.fetch_record(EnrollmentQueries.list, student_id)
     if row is None:
@@ -45,12 +46,17 @@ async def assign_courses(db: Database, *, student_id: int, course_ids: list[int]
 
 
 async def replace_courses(
-    db: Database, *, student_id: int, course_ids: list[int], actor: int | None
+    db: Database, *, student_id: int, course_ids: list[int], actor: int | None, if_match: str | None
 ) -> bytes:
-    """Make the student's courses exactly `course_ids` (all or nothing); answer the new list."""
+    """Make the student's courses exactly `course_ids` (all or nothing); answer the new list.
+
+    With `if_match`, only if it names the ETag of the list as it is (under the student's lock).
+    """
     async with db.transaction() as tx:
         if await tx.fetch_value(EnrollmentQueries.lock_student, student_id) is None:
             raise StudentNotFound(student_id)
+        if if_match is not None:
+            require_match(if_match, await list_courses(tx, student_id=student_id))
         row = await tx.fetch_record(EnrollmentQueries.replace, student_id, course_ids, actor)
         assert row is not None  # the statement always answers one row
         if row["unknown_course_ids"]:

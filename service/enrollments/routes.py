@@ -5,6 +5,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, SkipValidation
 from litestar.types import ASGIApp
 
+from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
 from service.enrollments import repository
 from service.enrollments.schemas import (
     BULK_MAX_BODY_BYTES,
@@ -16,7 +17,7 @@ from service.enrollments.schemas import (
 )
 from service.inputs import validated
 from service.keys.scopes import Scope
-from service.openapi import problem_responses
+from service.openapi import NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, StudentId, actor_of, db_of
 from service.responses import PrebuiltJSON
@@ -42,10 +43,13 @@ _COURSE_LIST = ResponseSpec(
     summary="List a student's courses",
     required_scope=Scope.READ,
     tags=["enrollments"],
-    responses={200: _COURSE_LIST, **problem_responses(404, 422)},
+    response_headers=[ETAG_HEADER],
+    responses={200: _COURSE_LIST, 304: NOT_MODIFIED, **problem_responses(404, 422)},
 )
-async def list_student_courses(request: AnyRequest, student_id: StudentId) -> ASGIApp:
-    return PrebuiltJSON(await repository.list_courses(db_of(request), student_id=student_id))
+async def list_student_courses(
+    request: AnyRequest, student_id: StudentId, if_none_match: IfNoneMatch = None
+) -> ASGIApp:
+    return unless_current(await repository.list_courses(db_of(request), student_id=student_id), if_none_match)
 
 
 @post(
@@ -90,20 +94,23 @@ async def assign_courses(
     summary="Replace a student's set of courses ([] clears it)",
     required_scope=Scope.WRITE,
     tags=["enrollments"],
-    responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
+    response_headers=[ETAG_HEADER],
+    responses={200: _COURSE_LIST, **problem_responses(404, 412, 422, overrides={422: _UNKNOWN_COURSES})},
 )
 async def replace_courses(
     request: AnyRequest,
     student_id: StudentId,
     data: JSONBody[SkipValidation[CourseReplacement]],
+    if_match: IfMatch = None,
 ) -> ASGIApp:
     replacement = validated(data, CourseReplacement)
-    return PrebuiltJSON(
+    return with_etag(
         await repository.replace_courses(
             db_of(request),
             student_id=student_id,
             course_ids=replacement.course_ids,
             actor=actor_of(request),
+            if_match=if_match,
         )
     )
 

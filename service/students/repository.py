@@ -3,7 +3,8 @@
 import asyncpg
 import msgspec
 
-from service.db import Database, QueryGroup, sql_file
+from service.conditional import require_match
+from service.db import Database, QueryGroup, Statements, sql_file
 from service.errors import EmailTaken, StudentNotFound
 from service.pagination import Page, fetch_size, page_of
 from service.students.schemas import Student, StudentCreate, StudentUpdate
@@ -28,7 +29,7 @@ async def create_student(db: Database, *, new: StudentCreate, actor: int | None)
     return student
 
 
-async def get_student(db: Database, *, student_id: int) -> Student:
+async def get_student(db: Statements, *, student_id: int) -> Student:
     student = await db.fetch_struct(StudentQueries.get, student_id, into=Student)
     if student is None:
         raise StudentNotFound(student_id)
@@ -41,8 +42,17 @@ async def list_students(db: Database, *, after: int | None, limit: int) -> Page[
 
 
 async def update_student(
-    db: Database, *, student_id: int, changes: StudentUpdate, actor: int | None
+    db: Database, *, student_id: int, changes: StudentUpdate, actor: int | None, if_match: str | None
 ) -> Student:
+    """Change the fields given; with `if_match`, only if it names the student's current ETag."""
+    if if_match is None:
+        return await _update(db, student_id=student_id, changes=changes, actor=actor)
+    async with db.transaction() as tx:
+        await _lock_matching(tx, student_id=student_id, if_match=if_match)
+        return await _update(tx, student_id=student_id, changes=changes, actor=actor)
+
+
+async def _update(db: Statements, *, student_id: int, changes: StudentUpdate, actor: int | None) -> Student:
     name = None if changes.name is msgspec.UNSET else changes.name
     email = None if changes.email is msgspec.UNSET else changes.email
     try:
@@ -54,9 +64,16 @@ async def update_student(
     return student
 
 
-async def delete_student(db: Database, *, student_id: int, actor: int | None) -> None:
+async def delete_student(db: Database, *, student_id: int, actor: int | None, if_match: str | None) -> None:
     """Delete a student and their enrollments (each recorded as an event)."""
     async with db.transaction() as tx:
-        if await tx.fetch_value(StudentQueries.lock, student_id) is None:
-            raise StudentNotFound(student_id)
+        await _lock_matching(tx, student_id=student_id, if_match=if_match)
         await tx.fetch_value(StudentQueries.delete, student_id, actor)
+
+
+async def _lock_matching(tx: Statements, *, student_id: int, if_match: str | None) -> None:
+    """Lock the student (404 when missing); with `if_match`, check it against the answer GET gives."""
+    if await tx.fetch_value(StudentQueries.lock, student_id) is None:
+        raise StudentNotFound(student_id)
+    if if_match is not None:
+        require_match(if_match, msgspec.json.encode(await get_student(tx, student_id=student_id)))

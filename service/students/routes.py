@@ -1,14 +1,21 @@
 """HTTP routes of /students."""
 
+import msgspec
 from litestar import Controller, Response, delete, get, patch, post
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
+from litestar.types import ASGIApp
 
+from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
 from service.keys.scopes import Scope
-from service.openapi import problem_responses
+from service.openapi import NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, Limit, StudentId, actor_of, db_of
 from service.students import repository
 from service.students.schemas import Student, StudentCreate, StudentUpdate
+
+# Answers built with msgspec (to hash them for the ETag); this documents their shape.
+_STUDENT = ResponseSpec(Student, description="The student.", generate_examples=False)
 
 
 class StudentController(Controller):
@@ -50,10 +57,14 @@ class StudentController(Controller):
         description=("Answers one student by id. Safe and idempotent."),
         summary="Get a student",
         required_scope=Scope.READ,
-        responses=problem_responses(404, 422),
+        response_headers=[ETAG_HEADER],
+        responses={200: _STUDENT, 304: NOT_MODIFIED, **problem_responses(404, 422)},
     )
-    async def get(self, request: AnyRequest, student_id: StudentId) -> Student:
-        return await repository.get_student(db_of(request), student_id=student_id)
+    async def get(
+        self, request: AnyRequest, student_id: StudentId, if_none_match: IfNoneMatch = None
+    ) -> ASGIApp:
+        student = await repository.get_student(db_of(request), student_id=student_id)
+        return unless_current(msgspec.json.encode(student), if_none_match)
 
     @patch(
         "/{student_id:str}",
@@ -64,16 +75,25 @@ class StudentController(Controller):
         ),
         summary="Change a student's name or email",
         required_scope=Scope.WRITE,
-        responses=problem_responses(
-            404, 409, 422, overrides={409: "The email is taken (case-insensitively)."}
-        ),
+        response_headers=[ETAG_HEADER],
+        responses={
+            200: _STUDENT,
+            **problem_responses(
+                404, 409, 412, 422, overrides={409: "The email is taken (case-insensitively)."}
+            ),
+        },
     )
     async def update(
-        self, request: AnyRequest, student_id: StudentId, data: JSONBody[StudentUpdate]
-    ) -> Student:
-        return await repository.update_student(
-            db_of(request), student_id=student_id, changes=data, actor=actor_of(request)
+        self,
+        request: AnyRequest,
+        student_id: StudentId,
+        data: JSONBody[StudentUpdate],
+        if_match: IfMatch = None,
+    ) -> ASGIApp:
+        student = await repository.update_student(
+            db_of(request), student_id=student_id, changes=data, actor=actor_of(request), if_match=if_match
         )
+        return with_etag(msgspec.json.encode(student))
 
     @delete(
         "/{student_id:str}",
@@ -84,7 +104,9 @@ class StudentController(Controller):
         ),
         summary="Delete a student and their enrollments",
         required_scope=Scope.WRITE,
-        responses=problem_responses(404, 422),
+        responses=problem_responses(404, 412, 422),
     )
-    async def delete(self, request: AnyRequest, student_id: StudentId) -> None:
-        await repository.delete_student(db_of(request), student_id=student_id, actor=actor_of(request))
+    async def delete(self, request: AnyRequest, student_id: StudentId, if_match: IfMatch = None) -> None:
+        await repository.delete_student(
+            db_of(request), student_id=student_id, actor=actor_of(request), if_match=if_match
+        )
