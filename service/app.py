@@ -14,6 +14,7 @@ from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
 from litestar.types import ControllerRouterHandler, Middleware
 
+from service import idempotency
 from service.auth import Authenticate, KeyCache, check_routes_declare_scopes
 from service.courses.routes import CourseController
 from service.db import DATABASE_OUTAGES, Database, check_queries
@@ -111,7 +112,7 @@ class DatabaseLifespan:
             log.warning("AUTH=off: every caller may read and change everything, API keys unchecked")
         try:
             await _check_queries_if_reachable(db)
-            async with self.keys.refreshing(db), self.feed.running(db):
+            async with self.keys.refreshing(db), self.feed.running(db), idempotency.expiring(db):
                 yield
         finally:
             await db.close()

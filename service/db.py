@@ -199,6 +199,12 @@ class Transaction(Statements):
     async def _run(self, method: str, sql: str, *args: Any) -> Any:
         return await getattr(self._conn, method)(sql, *args)
 
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Statements whose failure is rolled back alone, leaving the transaction usable."""
+        async with self._conn.transaction():
+            yield
+
 
 class Database(Statements):
     """An asyncpg pool whose every wait is bounded by the settings."""

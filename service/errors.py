@@ -148,6 +148,26 @@ class PreconditionFailed(ProblemError):
         super().__init__("If-Match names no current ETag of this resource; nothing was written")
 
 
+class IdempotencyKeyInFlight(Conflict):
+    """Another request with the same Idempotency-Key is being processed."""
+
+    def __init__(self) -> None:
+        super().__init__("a request with this Idempotency-Key is still being processed; retry shortly")
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": RETRY_AFTER_S}
+
+
+class IdempotencyKeyReused(ProblemError):
+    """The Idempotency-Key was used before with another request."""
+
+    status = 422
+    slug = "idempotency-key-reused"
+
+    def __init__(self) -> None:
+        super().__init__("this Idempotency-Key was used with a different request; use a new key")
+
+
 class UnknownCourses(ProblemError):
     """An assignment names courses that do not exist; nothing was written."""
 
@@ -254,6 +274,14 @@ def problem_type(slug: str) -> str:
     return f"urn:enrollment:problem:{slug}"
 
 
+def encoded_problem(exc: ProblemError, request: Request[Any, Any, Any]) -> bytes:
+    """The problem+json body that answers `exc`, tagged with the request's id."""
+    problem = exc.problem()
+    if request_id := request_id_of(request.scope):
+        problem.request_id = request_id
+    return msgspec.json.encode(problem)
+
+
 def problem_response(
     problem: Problem, headers: dict[str, str] | None = None, *, request: Request[Any, Any, Any] | None = None
 ) -> Response[bytes]:
@@ -300,6 +328,8 @@ def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) 
     for item in exc.extra if isinstance(exc.extra, list) else []:
         source = str(getattr(item.get("source"), "value", None) or item.get("source") or "body")
         key = str(item.get("key") or "body")
+        if source == "header":
+            key = _header_named_by(request, key)
         default = "body" if key == "data" else key
         errors.append(
             field_error(str(item.get("message", "invalid value")), default_field=default, source=source)
@@ -307,6 +337,13 @@ def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) 
     if not errors:
         errors = [FieldError(field="body", message=exc.detail)]
     return problem_response(InvalidInput(errors).problem(), request=request)
+
+
+def _header_named_by(request: Request[Any, Any, Any], parameter: str) -> str:
+    """The HTTP name (`Idempotency-Key`) of the header a handler parameter (`idempotency_key`) reads."""
+    signature = request.route_handler.parsed_fn_signature.parameters.get(parameter)
+    kwarg = getattr(signature, "kwarg_definition", None)
+    return str(getattr(kwarg, "header", None) or getattr(kwarg, "name", None) or parameter)
 
 
 def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Response, Router
+from litestar.datastructures import ResponseHeader
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -42,6 +43,9 @@ _DESCRIPTIONS = {
 }
 
 
+LOCATION_HEADER = ResponseHeader(
+    name="Location", documentation_only=True, description="The path of the resource created."
+)
 NOT_MODIFIED = ResponseSpec(
     None,
     description="Not modified: `If-None-Match` names the current ETag (no body).",

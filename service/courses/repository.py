@@ -19,7 +19,7 @@ class CourseQueries(QueryGroup, folder="courses"):
     lock = sql_file()
 
 
-async def create_course(db: Database, *, new: CourseCreate, actor: int | None) -> Course:
+async def create_course(db: Statements, *, new: CourseCreate, actor: int | None) -> Course:
     """Insert a course; the unique index decides whether the code is taken."""
     try:
         course = await db.fetch_struct(CourseQueries.create, new.code, new.title, actor, into=Course)

@@ -1,7 +1,7 @@
 """HTTP routes of /courses."""
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
@@ -9,8 +9,10 @@ from litestar.types import ASGIApp
 from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
+from service.db import Statements
+from service.idempotency import IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, IdempotencyKey, at_most_once
 from service.keys.scopes import Scope
-from service.openapi import NOT_MODIFIED, problem_responses
+from service.openapi import LOCATION_HEADER, NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, CourseIdParam, Limit, actor_of, db_of
 
@@ -30,11 +32,22 @@ class CourseController(Controller):
         ),
         summary="Create a course",
         required_scope=Scope.WRITE,
-        responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
+        response_headers=[LOCATION_HEADER, REPLAYED_HEADER],
+        responses={
+            201: ResponseSpec(Course, description="The course created.", generate_examples=False),
+            **problem_responses(
+                409, 422, overrides={409: f"The code is taken (case-insensitively). {IN_FLIGHT}", 422: REUSED}
+            ),
+        },
     )
-    async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> Response[Course]:
-        course = await repository.create_course(db_of(request), new=data, actor=actor_of(request))
-        return Response(course, status_code=201, headers={"Location": f"/courses/{course.id}"})
+    async def create(
+        self, request: AnyRequest, data: JSONBody[CourseCreate], idempotency_key: IdempotencyKey = None
+    ) -> ASGIApp:
+        async def create_course(db: Statements) -> Answer:
+            course = await repository.create_course(db, new=data, actor=actor_of(request))
+            return Answer(201, msgspec.json.encode(course), location=f"/courses/{course.id}")
+
+        return await at_most_once(request, idempotency_key, data, create_course)
 
     @get(
         operation_id="ListCourses",

@@ -19,7 +19,7 @@ class StudentQueries(QueryGroup, folder="students"):
     delete = sql_file()
 
 
-async def create_student(db: Database, *, new: StudentCreate, actor: int | None) -> Student:
+async def create_student(db: Statements, *, new: StudentCreate, actor: int | None) -> Student:
     """Insert a student; the unique index decides whether the email is taken."""
     try:
         student = await db.fetch_struct(StudentQueries.create, new.name, new.email, actor, into=Student)

@@ -1,14 +1,16 @@
 """HTTP routes of /students."""
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
 from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
+from service.db import Statements
+from service.idempotency import IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, IdempotencyKey, at_most_once
 from service.keys.scopes import Scope
-from service.openapi import NOT_MODIFIED, problem_responses
+from service.openapi import LOCATION_HEADER, NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
 from service.params import After, AnyRequest, Limit, StudentId, actor_of, db_of
 from service.students import repository
@@ -30,11 +32,24 @@ class StudentController(Controller):
         ),
         summary="Create a student",
         required_scope=Scope.WRITE,
-        responses=problem_responses(409, 422, overrides={409: "The email is taken (case-insensitively)."}),
+        response_headers=[LOCATION_HEADER, REPLAYED_HEADER],
+        responses={
+            201: ResponseSpec(Student, description="The student created.", generate_examples=False),
+            **problem_responses(
+                409,
+                422,
+                overrides={409: f"The email is taken (case-insensitively). {IN_FLIGHT}", 422: REUSED},
+            ),
+        },
     )
-    async def create(self, request: AnyRequest, data: JSONBody[StudentCreate]) -> Response[Student]:
-        student = await repository.create_student(db_of(request), new=data, actor=actor_of(request))
-        return Response(student, status_code=201, headers={"Location": f"/students/{student.id}"})
+    async def create(
+        self, request: AnyRequest, data: JSONBody[StudentCreate], idempotency_key: IdempotencyKey = None
+    ) -> ASGIApp:
+        async def create_student(db: Statements) -> Answer:
+            student = await repository.create_student(db, new=data, actor=actor_of(request))
+            return Answer(201, msgspec.json.encode(student), location=f"/students/{student.id}")
+
+        return await at_most_once(request, idempotency_key, data, create_student)
 
     @get(
         operation_id="ListStudents",
