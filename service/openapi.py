@@ -93,6 +93,7 @@ def correct_schema(app: Litestar) -> None:
     _drop_framework_400s(schema)
     _document_body_id_bounds(schema, _body_structs(app))
     _document_api_keys(app, schema)
+    _document_response_headers(app, schema)
     _name_the_discriminators(schema)
 
 
@@ -174,6 +175,33 @@ def _name_the_discriminators(schema: OpenAPI) -> None:
                 mapping[str(tag.const)] = variant.ref
             else:
                 union.discriminator = Discriminator(property_name="type", mapping=mapping)
+
+
+def _document_response_headers(app: Litestar, schema: OpenAPI) -> None:
+    """A route's `response_headers` (ETag, Location, ...) on its success answer.
+
+    Litestar puts them on the answer it generates, which a `responses` entry for the same
+    status replaces (the routes that answer prebuilt JSON document their body that way).
+    """
+    for route in app.routes:
+        path_item = (schema.paths or {}).get(route.path_format)
+        if not isinstance(route, HTTPRoute) or path_item is None:
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            operation = getattr(path_item, method.lower(), None)
+            success = (operation.responses or {}).get(str(handler.status_code)) if operation else None
+            if not isinstance(success, OpenAPIResponse):
+                continue
+            headers = dict(success.headers or {})
+            for header in handler.resolve_response_headers():
+                headers.setdefault(
+                    header.name,
+                    OpenAPIHeader(schema=Schema(type=OpenAPIType.STRING), description=header.description),
+                )
+            success.headers = headers or None
+            not_modified = (operation.responses or {}).get("304") if operation else None
+            if isinstance(not_modified, OpenAPIResponse) and "ETag" in headers:
+                not_modified.headers = {"ETag": headers["ETag"]}
 
 
 _SECURITY_SCHEME = "apiKey"

@@ -158,3 +158,35 @@ async def test_the_feed_documents_one_typed_event_per_type(client: Client) -> No
     added = schemas[data_of["enrollment.created"]["$ref"].rsplit("/", 1)[1]]
     assert set(added["properties"]) == {"student_id", "course_id", "enrolled_at"}
     assert {"200", "410", "422", "401", "403"} <= set(operations(doc)["ListEvents"]["responses"])
+
+
+async def test_the_conditional_and_retry_headers_and_their_answers_are_documented(client: Client) -> None:
+    ops = operations(await openapi(client))
+
+    def request_headers(op_id: str) -> set[str]:
+        return {p["name"] for p in ops[op_id].get("parameters", []) if p["in"] == "header"}
+
+    def answer_headers(op_id: str, status: str) -> set[str]:
+        return set(ops[op_id]["responses"][status].get("headers", {}))
+
+    for op_id in ("GetStudent", "GetCourse", "ListStudentCourses"):
+        assert "If-None-Match" in request_headers(op_id)
+        assert "ETag" in answer_headers(op_id, "200")
+        assert "ETag" in answer_headers(op_id, "304")
+    for op_id in ("UpdateStudent", "UpdateCourse", "ReplaceCourses", "DeleteStudent", "DeleteCourse"):
+        assert "If-Match" in request_headers(op_id)
+        assert "412" in ops[op_id]["responses"]
+    for op_id in ("UpdateStudent", "UpdateCourse", "ReplaceCourses"):
+        assert "ETag" in answer_headers(op_id, "200")
+    for op_id in ("CreateStudent", "CreateCourse"):
+        assert "Idempotency-Key" in request_headers(op_id)
+        assert {"Location", "Idempotent-Replayed"} <= answer_headers(op_id, "201")
+        assert "409" in ops[op_id]["responses"]
+    assert "Idempotency-Key" not in request_headers("CreateApiKey")
+
+
+async def test_the_bulk_route_documents_its_bounds_and_413(client: Client) -> None:
+    doc = await openapi(client)
+    pairs = doc["components"]["schemas"]["BulkEnrollment"]["properties"]["enrollments"]
+    assert (pairs["minItems"], pairs["maxItems"]) == (1, 10000)
+    assert "413" in operations(doc)["EnrollPairs"]["responses"]
