@@ -10,33 +10,23 @@ all in one transaction: the check and the write cannot be split by another write
 from __future__ import annotations
 
 from hashlib import blake2b
-from typing import Annotated
 
 from litestar.datastructures import ResponseHeader
-from litestar.params import HeaderParameter
 
 from service.errors import PreconditionFailed
+from service.openapi import RequestHeader
+from service.params import AnyRequest, header_of
 from service.responses import NotModified, PrebuiltJSON
 
-IfNoneMatch = Annotated[
-    str | None,
-    HeaderParameter(
-        name="If-None-Match",
-        required=False,
-        description="ETags of copies the client holds (or `*`): a 304 with no body when one is current.",
-    ),
-]
-IfMatch = Annotated[
-    str | None,
-    HeaderParameter(
-        name="If-Match",
-        required=False,
-        description=(
-            "Write only if the resource's current ETag is one of these (`*`: any existing one); "
-            "otherwise a 412 and nothing is written."
-        ),
-    ),
-]
+IF_NONE_MATCH = RequestHeader(
+    "If-None-Match",
+    "ETags of copies the client holds (or `*`): a 304 with no body when one of them is current.",
+)
+IF_MATCH = RequestHeader(
+    "If-Match",
+    "Write only if the resource's current ETag is one of these (`*`: any existing one); otherwise a 412 "
+    "and nothing is written.",
+)
 ETAG_HEADER = ResponseHeader(
     name="ETag",
     documentation_only=True,
@@ -54,9 +44,14 @@ def with_etag(body: bytes) -> PrebuiltJSON:
     return PrebuiltJSON(body, headers=[(b"etag", etag_of(body).encode())])
 
 
-def unless_current(body: bytes, if_none_match: str | None) -> PrebuiltJSON | NotModified:
+def if_match_of(request: AnyRequest) -> str | None:
+    return header_of(request, b"if-match")
+
+
+def unless_current(request: AnyRequest, body: bytes) -> PrebuiltJSON | NotModified:
     """The answer with its ETag, or a 304 when `If-None-Match` names that ETag (weak comparison)."""
     etag = etag_of(body)
+    if_none_match = header_of(request, b"if-none-match")
     if if_none_match is not None and _names(if_none_match, etag, weak=True):
         return NotModified(etag)
     return PrebuiltJSON(body, headers=[(b"etag", etag.encode())])

@@ -328,8 +328,6 @@ def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) 
     for item in exc.extra if isinstance(exc.extra, list) else []:
         source = str(getattr(item.get("source"), "value", None) or item.get("source") or "body")
         key = str(item.get("key") or "body")
-        if source == "header":
-            key = _header_named_by(request, key)
         default = "body" if key == "data" else key
         errors.append(
             field_error(str(item.get("message", "invalid value")), default_field=default, source=source)
@@ -337,13 +335,6 @@ def _from_validation(request: Request[Any, Any, Any], exc: ValidationException) 
     if not errors:
         errors = [FieldError(field="body", message=exc.detail)]
     return problem_response(InvalidInput(errors).problem(), request=request)
-
-
-def _header_named_by(request: Request[Any, Any, Any], parameter: str) -> str:
-    """The HTTP name (`Idempotency-Key`) of the header a handler parameter (`idempotency_key`) reads."""
-    signature = request.route_handler.parsed_fn_signature.parameters.get(parameter)
-    kwarg = getattr(signature, "kwarg_definition", None)
-    return str(getattr(kwarg, "header", None) or getattr(kwarg, "name", None) or parameter)
 
 
 def _from_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:

@@ -13,23 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from hashlib import blake2b
-from typing import Annotated, NamedTuple
+from typing import NamedTuple
 
 import msgspec
 from litestar.datastructures import ResponseHeader
-from litestar.params import HeaderParameter
+from litestar.openapi.spec import OpenAPIType, Schema
 
 from service.db import Database, QueryGroup, Statements, Transaction, sql_file
 from service.errors import (
     PROBLEM_JSON,
+    FieldError,
     IdempotencyKeyInFlight,
     IdempotencyKeyReused,
+    InvalidInput,
     ProblemError,
     encoded_problem,
 )
-from service.params import AnyRequest, actor_of, db_of
+from service.openapi import RequestHeader
+from service.params import AnyRequest, actor_of, db_of, header_of
 from service.responses import JSON, PrebuiltJSON
 
 log = logging.getLogger("service.idempotency")
@@ -37,21 +41,14 @@ log = logging.getLogger("service.idempotency")
 EXPIRE_EVERY_S = 60.0
 EXPIRE_BATCH = 5000
 
-IdempotencyKey = Annotated[
-    str | None,
-    HeaderParameter(
-        name="Idempotency-Key",
-        required=False,
-        min_length=1,
-        max_length=255,
-        pattern=r"^[\x20-\x7e]+$",
-        description=(
-            "1..255 printable ASCII characters, chosen by the client per operation. For 24 hours, the "
-            "same key with the same body replays the first answer (with `Idempotent-Replayed: true`) "
-            "and writes nothing; with another body it is a 422; while the first request runs, a 409."
-        ),
-    ),
-]
+IDEMPOTENCY_KEY = RequestHeader(
+    "Idempotency-Key",
+    "1..255 printable ASCII characters, chosen by the client per operation. For 24 hours, the same key "
+    "with the same body replays the first answer (with `Idempotent-Replayed: true`) and writes nothing; "
+    "with another body it is a 422; while the first request runs, a 409.",
+    Schema(type=OpenAPIType.STRING, min_length=1, max_length=255, pattern=r"^[\x20-\x7e]+$"),
+)
+_WELL_FORMED_KEY = re.compile(r"[\x20-\x7e]{1,255}")
 REPLAYED_HEADER = ResponseHeader(
     name="Idempotent-Replayed",
     documentation_only=True,
@@ -88,10 +85,9 @@ class Answer(NamedTuple):
 Creation = Callable[[Statements], Awaitable[Answer]]
 
 
-async def at_most_once(
-    request: AnyRequest, key: str | None, body: msgspec.Struct, create: Creation
-) -> PrebuiltJSON:
+async def at_most_once(request: AnyRequest, body: msgspec.Struct, create: Creation) -> PrebuiltJSON:
     """Run `create`, or, for a key already used by this caller with this body, answer as the first time."""
+    key = idempotency_key_of(request)
     if key is None:
         return (await create(db_of(request))).response()
     caller = actor_of(request) or 0
@@ -109,6 +105,15 @@ async def at_most_once(
             IdempotencyQueries.record, caller, key, fingerprint, answer.status, answer.body, answer.location
         )
     return answer.response()
+
+
+def idempotency_key_of(request: AnyRequest) -> str | None:
+    """The request's Idempotency-Key; a malformed one is a 422 before anything is done."""
+    key = header_of(request, b"idempotency-key")
+    if key is not None and not _WELL_FORMED_KEY.fullmatch(key):
+        message = "must be 1..255 printable ASCII characters"
+        raise InvalidInput([FieldError(field="Idempotency-Key", message=message, source="header")])
+    return key
 
 
 async def _answer_of(request: AnyRequest, tx: Transaction, create: Creation) -> Answer:

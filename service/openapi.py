@@ -3,7 +3,7 @@ documents, and the corrections to what Litestar generates."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 from litestar import Litestar, Response, Router
@@ -19,6 +19,7 @@ from litestar.openapi.spec import (
     OpenAPIMediaType,
     OpenAPIResponse,
     OpenAPIType,
+    Parameter,
     Reference,
     Schema,
     SecurityScheme,
@@ -41,6 +42,18 @@ _DESCRIPTIONS = {
     422: "Invalid input; `errors` names each offending field (problem+json).",
     503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
 }
+
+
+# The route keyword that lists the request headers a handler reads itself (`header_of`).
+REQUEST_HEADERS = "request_headers"
+
+
+class RequestHeader(NamedTuple):
+    """An optional request header a route reads, for its OpenAPI entry."""
+
+    name: str
+    description: str
+    schema: Schema = Schema(type=OpenAPIType.STRING)
 
 
 LOCATION_HEADER = ResponseHeader(
@@ -93,6 +106,7 @@ def correct_schema(app: Litestar) -> None:
     _drop_framework_400s(schema)
     _document_body_id_bounds(schema, _body_structs(app))
     _document_api_keys(app, schema)
+    _document_request_headers(app, schema)
     _document_response_headers(app, schema)
     _name_the_discriminators(schema)
 
@@ -175,6 +189,32 @@ def _name_the_discriminators(schema: OpenAPI) -> None:
                 mapping[str(tag.const)] = variant.ref
             else:
                 union.discriminator = Discriminator(property_name="type", mapping=mapping)
+
+
+def _document_request_headers(app: Litestar, schema: OpenAPI) -> None:
+    """The headers a route reads itself (`request_headers=[...]`), as optional header parameters."""
+    for route in app.routes:
+        path_item = (schema.paths or {}).get(route.path_format)
+        if not isinstance(route, HTTPRoute) or path_item is None:
+            continue
+        for method, (handler, _) in route.route_handler_map.items():
+            operation = getattr(path_item, method.lower(), None)
+            headers: list[RequestHeader] = handler.opt.get(REQUEST_HEADERS, [])
+            if operation is None or not headers:
+                continue
+            operation.parameters = [
+                *(operation.parameters or []),
+                *(
+                    Parameter(
+                        name=header.name,
+                        param_in="header",
+                        required=False,
+                        description=header.description,
+                        schema=header.schema,
+                    )
+                    for header in headers
+                ),
+            ]
 
 
 def _document_response_headers(app: Litestar, schema: OpenAPI) -> None:

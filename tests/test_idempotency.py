@@ -95,7 +95,7 @@ async def test_a_malformed_key_is_a_422_naming_the_header_and_writes_nothing(
     client: Client, db: asyncpg.Connection, value: str
 ) -> None:
     body = a_student()
-    response = await client.post("/students", json=body, headers={"Idempotency-Key": value.encode("latin-1")})
+    response = await client.post("/students", json=body, headers={b"Idempotency-Key": value.encode("latin-1")})
     assert_problem(response, 422, field="Idempotency-Key")
     assert await rows_with_email(db, body["email"]) == 0
 

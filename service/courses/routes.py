@@ -6,11 +6,11 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
-from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
+from service.conditional import ETAG_HEADER, IF_MATCH, IF_NONE_MATCH, if_match_of, unless_current, with_etag
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
 from service.db import Statements
-from service.idempotency import IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, IdempotencyKey, at_most_once
+from service.idempotency import IDEMPOTENCY_KEY, IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, at_most_once
 from service.keys.scopes import Scope
 from service.openapi import LOCATION_HEADER, NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
@@ -32,6 +32,7 @@ class CourseController(Controller):
         ),
         summary="Create a course",
         required_scope=Scope.WRITE,
+        request_headers=[IDEMPOTENCY_KEY],
         response_headers=[LOCATION_HEADER, REPLAYED_HEADER],
         responses={
             201: ResponseSpec(Course, description="The course created.", generate_examples=False),
@@ -40,14 +41,12 @@ class CourseController(Controller):
             ),
         },
     )
-    async def create(
-        self, request: AnyRequest, data: JSONBody[CourseCreate], idempotency_key: IdempotencyKey = None
-    ) -> ASGIApp:
+    async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> ASGIApp:
         async def create_course(db: Statements) -> Answer:
             course = await repository.create_course(db, new=data, actor=actor_of(request))
             return Answer(201, msgspec.json.encode(course), location=f"/courses/{course.id}")
 
-        return await at_most_once(request, idempotency_key, data, create_course)
+        return await at_most_once(request, data, create_course)
 
     @get(
         operation_id="ListCourses",
@@ -70,14 +69,17 @@ class CourseController(Controller):
         description=("Answers one course by id. Safe and idempotent."),
         summary="Get a course",
         required_scope=Scope.READ,
+        request_headers=[IF_NONE_MATCH],
         response_headers=[ETAG_HEADER],
         responses={200: _COURSE, 304: NOT_MODIFIED, **problem_responses(404, 422)},
     )
     async def get(
-        self, request: AnyRequest, course_id: CourseIdParam, if_none_match: IfNoneMatch = None
+        self,
+        request: AnyRequest,
+        course_id: CourseIdParam,
     ) -> ASGIApp:
         course = await repository.get_course(db_of(request), course_id=course_id)
-        return unless_current(msgspec.json.encode(course), if_none_match)
+        return unless_current(request, msgspec.json.encode(course))
 
     @patch(
         "/{course_id:str}",
@@ -88,6 +90,7 @@ class CourseController(Controller):
         ),
         summary="Change a course's code or title",
         required_scope=Scope.WRITE,
+        request_headers=[IF_MATCH],
         response_headers=[ETAG_HEADER],
         responses={
             200: _COURSE,
@@ -101,10 +104,13 @@ class CourseController(Controller):
         request: AnyRequest,
         course_id: CourseIdParam,
         data: JSONBody[CourseUpdate],
-        if_match: IfMatch = None,
     ) -> ASGIApp:
         course = await repository.update_course(
-            db_of(request), course_id=course_id, changes=data, actor=actor_of(request), if_match=if_match
+            db_of(request),
+            course_id=course_id,
+            changes=data,
+            actor=actor_of(request),
+            if_match=if_match_of(request),
         )
         return with_etag(msgspec.json.encode(course))
 
@@ -117,11 +123,12 @@ class CourseController(Controller):
         ),
         summary="Delete a course that nobody is enrolled in",
         required_scope=Scope.WRITE,
+        request_headers=[IF_MATCH],
         responses=problem_responses(
             404, 409, 412, 422, overrides={409: "Students are enrolled in the course (problem+json)."}
         ),
     )
-    async def delete(self, request: AnyRequest, course_id: CourseIdParam, if_match: IfMatch = None) -> None:
+    async def delete(self, request: AnyRequest, course_id: CourseIdParam) -> None:
         await repository.delete_course(
-            db_of(request), course_id=course_id, actor=actor_of(request), if_match=if_match
+            db_of(request), course_id=course_id, actor=actor_of(request), if_match=if_match_of(request)
         )

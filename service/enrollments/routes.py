@@ -5,7 +5,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody, SkipValidation
 from litestar.types import ASGIApp
 
-from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
+from service.conditional import ETAG_HEADER, IF_MATCH, IF_NONE_MATCH, if_match_of, unless_current, with_etag
 from service.enrollments import repository
 from service.enrollments.schemas import (
     BULK_MAX_BODY_BYTES,
@@ -43,13 +43,12 @@ _COURSE_LIST = ResponseSpec(
     summary="List a student's courses",
     required_scope=Scope.READ,
     tags=["enrollments"],
+    request_headers=[IF_NONE_MATCH],
     response_headers=[ETAG_HEADER],
     responses={200: _COURSE_LIST, 304: NOT_MODIFIED, **problem_responses(404, 422)},
 )
-async def list_student_courses(
-    request: AnyRequest, student_id: StudentId, if_none_match: IfNoneMatch = None
-) -> ASGIApp:
-    return unless_current(await repository.list_courses(db_of(request), student_id=student_id), if_none_match)
+async def list_student_courses(request: AnyRequest, student_id: StudentId) -> ASGIApp:
+    return unless_current(request, await repository.list_courses(db_of(request), student_id=student_id))
 
 
 @post(
@@ -94,6 +93,7 @@ async def assign_courses(
     summary="Replace a student's set of courses ([] clears it)",
     required_scope=Scope.WRITE,
     tags=["enrollments"],
+    request_headers=[IF_MATCH],
     response_headers=[ETAG_HEADER],
     responses={200: _COURSE_LIST, **problem_responses(404, 412, 422, overrides={422: _UNKNOWN_COURSES})},
 )
@@ -101,7 +101,6 @@ async def replace_courses(
     request: AnyRequest,
     student_id: StudentId,
     data: JSONBody[SkipValidation[CourseReplacement]],
-    if_match: IfMatch = None,
 ) -> ASGIApp:
     replacement = validated(data, CourseReplacement)
     return with_etag(
@@ -110,7 +109,7 @@ async def replace_courses(
             student_id=student_id,
             course_ids=replacement.course_ids,
             actor=actor_of(request),
-            if_match=if_match,
+            if_match=if_match_of(request),
         )
     )
 

@@ -6,9 +6,9 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
 
-from service.conditional import ETAG_HEADER, IfMatch, IfNoneMatch, unless_current, with_etag
+from service.conditional import ETAG_HEADER, IF_MATCH, IF_NONE_MATCH, if_match_of, unless_current, with_etag
 from service.db import Statements
-from service.idempotency import IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, IdempotencyKey, at_most_once
+from service.idempotency import IDEMPOTENCY_KEY, IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, at_most_once
 from service.keys.scopes import Scope
 from service.openapi import LOCATION_HEADER, NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
@@ -32,6 +32,7 @@ class StudentController(Controller):
         ),
         summary="Create a student",
         required_scope=Scope.WRITE,
+        request_headers=[IDEMPOTENCY_KEY],
         response_headers=[LOCATION_HEADER, REPLAYED_HEADER],
         responses={
             201: ResponseSpec(Student, description="The student created.", generate_examples=False),
@@ -42,14 +43,12 @@ class StudentController(Controller):
             ),
         },
     )
-    async def create(
-        self, request: AnyRequest, data: JSONBody[StudentCreate], idempotency_key: IdempotencyKey = None
-    ) -> ASGIApp:
+    async def create(self, request: AnyRequest, data: JSONBody[StudentCreate]) -> ASGIApp:
         async def create_student(db: Statements) -> Answer:
             student = await repository.create_student(db, new=data, actor=actor_of(request))
             return Answer(201, msgspec.json.encode(student), location=f"/students/{student.id}")
 
-        return await at_most_once(request, idempotency_key, data, create_student)
+        return await at_most_once(request, data, create_student)
 
     @get(
         operation_id="ListStudents",
@@ -72,14 +71,17 @@ class StudentController(Controller):
         description=("Answers one student by id. Safe and idempotent."),
         summary="Get a student",
         required_scope=Scope.READ,
+        request_headers=[IF_NONE_MATCH],
         response_headers=[ETAG_HEADER],
         responses={200: _STUDENT, 304: NOT_MODIFIED, **problem_responses(404, 422)},
     )
     async def get(
-        self, request: AnyRequest, student_id: StudentId, if_none_match: IfNoneMatch = None
+        self,
+        request: AnyRequest,
+        student_id: StudentId,
     ) -> ASGIApp:
         student = await repository.get_student(db_of(request), student_id=student_id)
-        return unless_current(msgspec.json.encode(student), if_none_match)
+        return unless_current(request, msgspec.json.encode(student))
 
     @patch(
         "/{student_id:str}",
@@ -90,6 +92,7 @@ class StudentController(Controller):
         ),
         summary="Change a student's name or email",
         required_scope=Scope.WRITE,
+        request_headers=[IF_MATCH],
         response_headers=[ETAG_HEADER],
         responses={
             200: _STUDENT,
@@ -103,10 +106,13 @@ class StudentController(Controller):
         request: AnyRequest,
         student_id: StudentId,
         data: JSONBody[StudentUpdate],
-        if_match: IfMatch = None,
     ) -> ASGIApp:
         student = await repository.update_student(
-            db_of(request), student_id=student_id, changes=data, actor=actor_of(request), if_match=if_match
+            db_of(request),
+            student_id=student_id,
+            changes=data,
+            actor=actor_of(request),
+            if_match=if_match_of(request),
         )
         return with_etag(msgspec.json.encode(student))
 
@@ -119,9 +125,10 @@ class StudentController(Controller):
         ),
         summary="Delete a student and their enrollments",
         required_scope=Scope.WRITE,
+        request_headers=[IF_MATCH],
         responses=problem_responses(404, 412, 422),
     )
-    async def delete(self, request: AnyRequest, student_id: StudentId, if_match: IfMatch = None) -> None:
+    async def delete(self, request: AnyRequest, student_id: StudentId) -> None:
         await repository.delete_student(
-            db_of(request), student_id=student_id, actor=actor_of(request), if_match=if_match
+            db_of(request), student_id=student_id, actor=actor_of(request), if_match=if_match_of(request)
         )
