@@ -275,8 +275,12 @@ class Database(Statements):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
-        """Several statements that commit together, or not at all."""
-        async with self.connection() as conn, conn.transaction():
+        """Several statements that commit together, or not at all.
+
+        Read committed whatever the server's default: the transactions here lock a row
+        first and rely on each later statement seeing what committed before that lock.
+        """
+        async with self.connection() as conn, conn.transaction(isolation="read_committed"):
             yield Transaction(conn)
 
     async def ping(self) -> None:

@@ -33,7 +33,7 @@ from service.errors import (
     encoded_problem,
 )
 from service.openapi import RequestHeader
-from service.params import AnyRequest, actor_of, db_of, header_of
+from service.params import AnyRequest, actor_of, db_of, header_values
 from service.responses import JSON, PrebuiltJSON
 
 log = logging.getLogger("service.idempotency")
@@ -109,11 +109,13 @@ async def at_most_once(request: AnyRequest, body: msgspec.Struct, create: Creati
 
 def idempotency_key_of(request: AnyRequest) -> str | None:
     """The request's Idempotency-Key; a malformed one is a 422 before anything is done."""
-    key = header_of(request, b"idempotency-key")
-    if key is not None and not _WELL_FORMED_KEY.fullmatch(key):
-        message = "must be 1..255 printable ASCII characters"
+    keys = header_values(request, b"idempotency-key")
+    if not keys:
+        return None
+    if len(keys) > 1 or not _WELL_FORMED_KEY.fullmatch(keys[0]):
+        message = "must be one value of 1..255 printable ASCII characters"
         raise InvalidInput([FieldError(field="Idempotency-Key", message=message, source="header")])
-    return key
+    return keys[0]
 
 
 async def _answer_of(request: AnyRequest, tx: Transaction, create: Creation) -> Answer:

@@ -37,8 +37,8 @@ _DESCRIPTIONS = {
     404: "Not found (problem+json).",
     409: "Conflict with existing data (problem+json).",
     413: "The body is larger than this route accepts (problem+json).",
-    412: "`If-Match` names no current ETag of the resource; nothing was written (problem+json).",
     410: "Gone: retention removed events after `after`; copy the lists again (problem+json).",
+    412: "`If-Match` names no current ETag of the resource; nothing was written (problem+json).",
     422: "Invalid input; `errors` names each offending field (problem+json).",
     503: "The database is unavailable; retry after `Retry-After` seconds (problem+json).",
 }

@@ -61,7 +61,10 @@ def header_of(request: AnyRequest, name: bytes) -> str | None:
     request (bench/header_cost.py), a twentieth of a GET. Routes document the headers
     they read with `request_headers=[RequestHeader(...)]`.
     """
-    values = [value for key, value in request.scope["headers"] if key == name]
-    if not values:
-        return None
-    return ", ".join(value.decode("latin-1") for value in values)
+    values = header_values(request, name)
+    return ", ".join(values) if values else None
+
+
+def header_values(request: AnyRequest, name: bytes) -> list[str]:
+    """Every value of a request header, one per line it came on."""
+    return [value.decode("latin-1") for key, value in request.scope["headers"] if key == name]

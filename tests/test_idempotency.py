@@ -15,6 +15,7 @@ from litestar import Litestar
 from service import idempotency
 from service.app import create_app
 from service.db import Database
+from service.idempotency import IdempotencyQueries
 from service.settings import Settings
 
 Client = httpx.AsyncClient
@@ -95,7 +96,9 @@ async def test_a_malformed_key_is_a_422_naming_the_header_and_writes_nothing(
     client: Client, db: asyncpg.Connection, value: str
 ) -> None:
     body = a_student()
-    response = await client.post("/students", json=body, headers={b"Idempotency-Key": value.encode("latin-1")})
+    response = await client.post(
+        "/students", json=body, headers={b"Idempotency-Key": value.encode("latin-1")}
+    )
     assert_problem(response, 422, field="Idempotency-Key")
     assert await rows_with_email(db, body["email"]) == 0
 
@@ -221,3 +224,39 @@ async def _until_waiting_on_a_lock(db: asyncpg.Connection) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the first request never reached its INSERT")
+
+
+async def test_two_idempotency_key_headers_are_a_422(client: Client, db: asyncpg.Connection) -> None:
+    """A retry sending the key once must not miss a first try that carried it twice ("k, k")."""
+    body = a_student()
+    headers = [(b"Idempotency-Key", b"k1"), (b"Idempotency-Key", b"k1")]
+    assert_problem(await client.post("/students", json=body, headers=headers), 422, field="Idempotency-Key")
+    assert await rows_with_email(db, body["email"]) == 0
+
+
+async def test_expiry_spares_an_expired_key_that_was_just_used_again(migrated_url: str) -> None:
+    """Expiry picks an old row, then waits for a request that is reusing its key: once that
+    request commits, the row holds a fresh answer and must stay."""
+    writer, expirer = await asyncpg.connect(migrated_url), await asyncpg.connect(migrated_url)
+    key = f"reused-{uuid.uuid4()}"
+    try:
+        await writer.execute(
+            "INSERT INTO idempotency_keys (caller, key, request, status, body, created_at)"
+            " VALUES (0, $1, '\\x00', 201, '{}', now() - interval '25 hours')",
+            key,
+        )
+        async with writer.transaction():
+            await writer.execute(
+                IdempotencyQueries.record.sql, 0, key, b"\x01", 201, b'{"id": 1}', "/students/1"
+            )
+            expiring = asyncio.create_task(expirer.fetchval(IdempotencyQueries.expire.sql, 100))
+            await asyncio.sleep(0.3)  # expiry has picked the row and waits for this transaction
+            assert not expiring.done()
+        await expiring
+        assert await writer.fetchval("SELECT status FROM idempotency_keys WHERE key = $1", key) == 201
+        assert await writer.fetchval(
+            "SELECT created_at > now() - interval '1 hour' FROM idempotency_keys WHERE key = $1", key
+        )
+    finally:
+        await writer.close()
+        await expirer.close()
