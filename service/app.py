@@ -16,7 +16,7 @@ from litestar.types import ControllerRouterHandler, Middleware
 
 from service.auth import Authenticate, KeyCache, check_routes_declare_scopes
 from service.courses.routes import CourseController
-from service.db import DATABASE_OUTAGES, Database, check_queries
+from service.db import DATABASE_OUTAGES, Database, check_queries, session_settings_differ
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import EXCEPTION_HANDLERS
 from service.events.feed import EventFeed
@@ -110,17 +110,25 @@ class DatabaseLifespan:
         if not self.settings.auth:
             log.warning("AUTH=off: every caller may read and change everything, API keys unchecked")
         try:
-            await _check_queries_if_reachable(db)
+            await _check_queries_if_reachable(db, self.settings)
             async with self.keys.refreshing(db), self.feed.running(db):
                 yield
         finally:
             await db.close()
 
 
-async def _check_queries_if_reachable(db: Database) -> None:
-    """A broken SQL file stops start-up; a database that is down does not (it is checked later)."""
+async def _check_queries_if_reachable(db: Database, settings: Settings) -> None:
+    """A broken SQL file stops start-up; a database that is down does not (it is checked later).
+
+    Also warns when the server ignored a session setting (PgBouncer drops the startup
+    parameters listed in its ignore_startup_parameters: set them on the role instead).
+    """
     try:
         async with db.connection() as conn:
             await check_queries(conn)
+            for name, wanted, actual in await session_settings_differ(conn, settings):
+                log.warning(
+                    "the server's %s is %s, not %s: set it on the role (README)", name, actual, wanted
+                )
     except DATABASE_OUTAGES as exc:
         log.warning("SQL files not checked: the database is unreachable (%s)", exc)
