@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.middleware import DefineMiddleware
@@ -17,6 +17,7 @@ from litestar.types import ControllerRouterHandler, Middleware
 from service.auth import Authenticate, KeyCache, check_routes_declare_scopes
 from service.courses.routes import CourseController
 from service.db import DATABASE_OUTAGES, Database, check_queries, session_settings_differ
+from service.drain import Drain
 from service.enrollments.routes import ENROLLMENT_ROUTES
 from service.errors import EXCEPTION_HANDLERS
 from service.events.feed import EventFeed
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app_metrics = Metrics()
     keys = KeyCache(app_metrics.auth, refresh_s=settings.auth_refresh_s)
     feed = EventFeed(retention_days=settings.events_retention_days)
+    drain = Drain(settings.shutdown_drain_s)
     app = Litestar(
         route_handlers=[
             # The resource routes need an API key, and take ids and page sizes written as integers only.
@@ -59,7 +61,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ready,
             metrics,
         ],
-        lifespan=[DatabaseLifespan(settings, app_metrics, keys, feed)],
+        lifespan=[DatabaseLifespan(settings, app_metrics=app_metrics, keys=keys, feed=feed, drain=drain)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         openapi_config=openapi_config(),
@@ -68,6 +70,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.metrics = app_metrics
     app.state.key_cache = keys
     app.state.event_feed = feed
+    app.state.drain = drain
     check_routes_declare_scopes(app)
     correct_schema(app)
     _configure_observer(app, settings, app_metrics)
@@ -92,16 +95,26 @@ def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics)
 
 class DatabaseLifespan:
     """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown;
-    the API key cache and the event feed's watcher use the pool meanwhile.
+    the API key cache and the event feed's watcher use the pool meanwhile, and SIGTERM
+    is delayed by SHUTDOWN_DRAIN_S.
 
     The pool lives on `app.state.db`, where handlers find it with `db_of(request)`.
     """
 
-    def __init__(self, settings: Settings, app_metrics: Metrics, keys: KeyCache, feed: EventFeed) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        app_metrics: Metrics,
+        keys: KeyCache,
+        feed: EventFeed,
+        drain: Drain,
+    ) -> None:
         self.settings = settings
         self.metrics = app_metrics
         self.keys = keys
         self.feed = feed
+        self.drain = drain
 
     @asynccontextmanager
     async def __call__(self, app: Litestar) -> AsyncIterator[None]:
@@ -111,7 +124,11 @@ class DatabaseLifespan:
             log.warning("AUTH=off: every caller may read and change everything, API keys unchecked")
         try:
             await _check_queries_if_reachable(db, self.settings)
-            async with self.keys.refreshing(db), self.feed.running(db):
+            async with AsyncExitStack() as running:
+                await running.enter_async_context(self.keys.refreshing(db))
+                await running.enter_async_context(self.feed.running(db))
+                # Entered last, so its SIGTERM handler runs first and passes the signal on later.
+                running.enter_context(self.drain.on_sigterm())
                 yield
         finally:
             await db.close()

@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_refresh_s: float = 2.0
     # Events older than this are removed from the feed (0: never).
     events_retention_days: int = 30
+    # On SIGTERM, /ready answers 503 for this long before the server stops taking connections,
+    # so a load balancer's health check takes the process out first (service/drain.py).
+    shutdown_drain_s: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -64,6 +67,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "auth": _bool(env, "AUTH"),
             "auth_refresh_s": _number(env, "AUTH_REFRESH_S", 0, 5, "seconds"),
             "events_retention_days": _int(env, "EVENTS_RETENTION_DAYS", 0, 100_000),
+            "shutdown_drain_s": _number(env, "SHUTDOWN_DRAIN_S", 0, 60, "seconds", zero=True),
         }
         settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
         if settings.pool_min_size > settings.pool_max_size:
@@ -71,17 +75,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
 
-def check_database_url(url: str) -> None:
+def check_database_url(url: str, name: str = "DATABASE_URL") -> None:
     """Reject anything that is not a postgresql:// URL before a driver sees it."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
-        raise SettingsError(f"DATABASE_URL is malformed: {exc}") from None
+        raise SettingsError(f"{name} is malformed: {exc}") from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise SettingsError(f"DATABASE_URL must start with postgresql://, not {parts.scheme or url!r}")
+        raise SettingsError(f"{name} must start with postgresql://, not {parts.scheme or url!r}")
     if not parts.path.strip("/"):
-        raise SettingsError("DATABASE_URL names no database (postgresql://user@host:port/DATABASE)")
+        raise SettingsError(f"{name} names no database (postgresql://user@host:port/DATABASE)")
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
@@ -97,8 +101,10 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, low: float, high: float, unit: str = "") -> float | None:
-    """A number above `low` and at most `high`."""
+def _number(
+    env: Mapping[str, str], name: str, low: float, high: float, unit: str = "", *, zero: bool = False
+) -> float | None:
+    """A number above `low` and at most `high` (or exactly 0, with `zero`)."""
     raw = env.get(name)
     if not raw:
         return None
@@ -106,7 +112,7 @@ def _number(env: Mapping[str, str], name: str, low: float, high: float, unit: st
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number{f' of {unit}' if unit else ''}, not {raw!r}") from None
-    if not low < value <= high:
+    if not (low < value <= high or (zero and value == 0)):
         raise SettingsError(
             f"{name} must be between {low} and {high}{f' {unit}' if unit else ''}, not {value}"
         )

@@ -258,8 +258,8 @@ class HAProxy:
         wait_for_port(self.port, self.process, "haproxy", self.log)
         return self
 
-    def states(self) -> dict[str, str]:
-        """Each server's state as HAProxy sees it: UP, DOWN, ..."""
+    def _rows(self) -> list[list[str]]:
+        """`show stat` rows of the backend's servers (CSV: name 1, stot 7, wretr 15, wredis 16, status 17)."""
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(str(self.socket))
             s.sendall(b"show stat\n")
@@ -267,7 +267,18 @@ class HAProxy:
             while chunk := s.recv(65536):
                 data += chunk
         rows = [line.split(",") for line in data.decode().splitlines() if line and not line.startswith("#")]
-        return {row[1]: row[17] for row in rows if row[0] == "service" and row[1].startswith("s")}
+        return [row for row in rows if row[0] == "service" and row[1] != "BACKEND"]
+
+    def states(self) -> dict[str, str]:
+        """Each server's state as HAProxy sees it: UP, DOWN, ..."""
+        return {row[1]: row[17] for row in self._rows()}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per server: sessions sent to it, requests retried, requests redispatched to another."""
+        return {
+            row[1]: {"sessions": int(row[7]), "retries": int(row[15] or 0), "redispatches": int(row[16] or 0)}
+            for row in self._rows()
+        }
 
     def wait_until(self, server: str, state: str, timeout: float = 20) -> float:
         """Wait until `server` is in `state`; answers the seconds it took."""

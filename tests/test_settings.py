@@ -34,6 +34,7 @@ def test_every_variable_is_read() -> None:
             "ACCESS_LOG": "off",
             "AUTH": "off",
             "AUTH_REFRESH_S": "0.5",
+            "SHUTDOWN_DRAIN_S": "2.5",
         }
     )
     assert settings == Settings(
@@ -51,6 +52,7 @@ def test_every_variable_is_read() -> None:
         access_log=False,
         auth=False,
         auth_refresh_s=0.5,
+        shutdown_drain_s=2.5,
     )
 
 
@@ -74,9 +76,15 @@ def test_every_variable_is_read() -> None:
         ("DB_RANDOM_PAGE_COST", "inf", "DB_RANDOM_PAGE_COST must be between 0 and 1000"),
         ("ACCESS_LOG", "maybe", "ACCESS_LOG must be true or false"),
         ("DB_POOL_MIN", "20", "DB_POOL_MIN must not exceed DB_POOL_MAX"),
+        ("SHUTDOWN_DRAIN_S", "-1", "SHUTDOWN_DRAIN_S must be between 0 and 60 seconds"),
     ],
 )
 def test_a_bad_value_is_named_in_one_message(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)) as raised:
         Settings.from_env({"DATABASE_URL": URL, name: value})
     assert "\n" not in str(raised.value)
+
+
+def test_a_drain_of_zero_seconds_is_allowed_and_the_default() -> None:
+    assert Settings.from_env({"DATABASE_URL": URL, "SHUTDOWN_DRAIN_S": "0"}).shutdown_drain_s == 0
+    assert Settings.from_env({"DATABASE_URL": URL}).shutdown_drain_s == 0
