@@ -27,6 +27,7 @@ from service.keys.routes import ApiKeyController
 from service.observability import AccessLog, Metrics, RequestObserver, metrics
 from service.openapi import correct_schema, openapi_config
 from service.ops import health, ready
+from service.reads import ReadRouting, RecordWrites
 from service.settings import Settings
 from service.students.routes import StudentController
 
@@ -47,6 +48,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app_metrics = Metrics()
     keys = KeyCache(app_metrics.auth, refresh_s=settings.auth_refresh_s)
     feed = EventFeed(retention_days=settings.events_retention_days)
+    reads = ReadRouting(settings) if settings.database_read_url else None
+    if reads is not None:
+        app_metrics.registry.register(reads)
     drain = Drain(settings.shutdown_drain_s)
     app = Litestar(
         route_handlers=[
@@ -54,14 +58,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
             Router(
                 "/",
                 route_handlers=RESOURCE_ROUTES,
-                middleware=_authentication(settings, keys),
+                middleware=[*_authentication(settings, keys), *_read_your_writes(reads)],
                 before_request=refuse_lenient_integers,
             ),
             health,
             ready,
             metrics,
         ],
-        lifespan=[DatabaseLifespan(settings, app_metrics=app_metrics, keys=keys, feed=feed, drain=drain)],
+        lifespan=[
+            DatabaseLifespan(
+                settings, app_metrics=app_metrics, keys=keys, feed=feed, reads=reads, drain=drain
+            )
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_class=JSONRequest,
         openapi_config=openapi_config(),
@@ -70,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     app.state.metrics = app_metrics
     app.state.key_cache = keys
     app.state.event_feed = feed
+    app.state.reads = reads  # db_of(request) asks it where a read goes (None: all on the primary)
     app.state.drain = drain
     check_routes_declare_scopes(app)
     correct_schema(app)
@@ -84,6 +93,11 @@ def _authentication(settings: Settings, keys: KeyCache) -> list[Middleware]:
     return [DefineMiddleware(Authenticate, keys=keys)]
 
 
+def _read_your_writes(reads: ReadRouting | None) -> list[Middleware]:
+    """With a read replica, each write stamps its caller's key (inside the key check, which names it)."""
+    return [] if reads is None else [DefineMiddleware(RecordWrites, reads=reads)]
+
+
 def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics) -> None:
     """Request ids, metrics and the access log, outermost like Litestar's own CORS wrapper:
     it sees every request, routed or not."""
@@ -95,8 +109,8 @@ def _configure_observer(app: Litestar, settings: Settings, app_metrics: Metrics)
 
 class DatabaseLifespan:
     """Opens the pool (and checks every SQL file) at start-up, closes it at shutdown;
-    the API key cache and the event feed's watcher use the pool meanwhile, and SIGTERM
-    is delayed by SHUTDOWN_DRAIN_S.
+    the API key cache, the event feed's watcher and the read replica's watcher use the
+    pool meanwhile, and SIGTERM is delayed by SHUTDOWN_DRAIN_S.
 
     The pool lives on `app.state.db`, where handlers find it with `db_of(request)`.
     """
@@ -108,12 +122,14 @@ class DatabaseLifespan:
         app_metrics: Metrics,
         keys: KeyCache,
         feed: EventFeed,
+        reads: ReadRouting | None,
         drain: Drain,
     ) -> None:
         self.settings = settings
         self.metrics = app_metrics
         self.keys = keys
         self.feed = feed
+        self.reads = reads
         self.drain = drain
 
     @asynccontextmanager
@@ -127,6 +143,8 @@ class DatabaseLifespan:
             async with AsyncExitStack() as running:
                 await running.enter_async_context(self.keys.refreshing(db))
                 await running.enter_async_context(self.feed.running(db))
+                if self.reads is not None:
+                    await running.enter_async_context(self.reads.running(db))
                 # Entered last, so its SIGTERM handler runs first and passes the signal on later.
                 running.enter_context(self.drain.on_sigterm())
                 yield

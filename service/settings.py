@@ -16,6 +16,10 @@ class SettingsError(ValueError):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
+    # A streaming replica for the GETs of students, courses and enrollments (service/reads.py).
+    database_read_url: str | None = None
+    # Reads leave the replica while it may be further behind the primary than this.
+    read_max_lag_ms: int = 1000
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -52,7 +56,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not database_url:
             raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/enrollment)")
         check_database_url(database_url)
+        if read_url := env.get("DATABASE_READ_URL"):
+            check_database_url(read_url, "DATABASE_READ_URL")
         given: dict[str, Any] = {
+            "database_read_url": read_url or None,
+            "read_max_lag_ms": _int(env, "DB_READ_MAX_LAG_MS", 1, 3_600_000),
             "host": env.get("HOST") or None,
             "port": _int(env, "PORT", 1, 65535),
             "workers": _int(env, "WORKERS", 1, 64),

@@ -34,6 +34,8 @@ def test_every_variable_is_read() -> None:
             "ACCESS_LOG": "off",
             "AUTH": "off",
             "AUTH_REFRESH_S": "0.5",
+            "DATABASE_READ_URL": "postgresql://app@replica:5432/enrollment",
+            "DB_READ_MAX_LAG_MS": "250",
             "SHUTDOWN_DRAIN_S": "2.5",
         }
     )
@@ -52,6 +54,8 @@ def test_every_variable_is_read() -> None:
         access_log=False,
         auth=False,
         auth_refresh_s=0.5,
+        database_read_url="postgresql://app@replica:5432/enrollment",
+        read_max_lag_ms=250,
         shutdown_drain_s=2.5,
     )
 
@@ -76,6 +80,9 @@ def test_every_variable_is_read() -> None:
         ("DB_RANDOM_PAGE_COST", "inf", "DB_RANDOM_PAGE_COST must be between 0 and 1000"),
         ("ACCESS_LOG", "maybe", "ACCESS_LOG must be true or false"),
         ("DB_POOL_MIN", "20", "DB_POOL_MIN must not exceed DB_POOL_MAX"),
+        ("DATABASE_READ_URL", "replica:5432", "DATABASE_READ_URL must start with postgresql://"),
+        ("DATABASE_READ_URL", "postgresql://x@replica", "DATABASE_READ_URL names no database"),
+        ("DB_READ_MAX_LAG_MS", "0", "DB_READ_MAX_LAG_MS must be between 1 and 3600000"),
         ("SHUTDOWN_DRAIN_S", "-1", "SHUTDOWN_DRAIN_S must be between 0 and 60 seconds"),
     ],
 )
