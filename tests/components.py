@@ -156,11 +156,9 @@ class PgBouncer:
             "unix_socket_dir =\n"
             "auth_type = trust\n"
             f"auth_file = {workdir / 'users.txt'}\n"
-            "pool_mode = transaction\n"
             f"default_pool_size = {pool_size}\n"
-            "max_client_conn = 2000\n"
-            "ignore_startup_parameters = statement_timeout,random_page_cost,jit\n"
             f"admin_users = {user}\n"
+            + "".join(f"{key} = {value}\n" for key, value in PGBOUNCER_SETTINGS.items())
         )
         self.log = workdir / "pgbouncer.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -206,6 +204,32 @@ def pgbouncer(upstream_url: str, *, pool_size: int = 20) -> Iterator[PgBouncer]:
             bouncer.stop()
 
 
+# What makes a rolling restart lose nothing; deploy/haproxy.cfg has the same (test_deployment.py).
+HAPROXY_DEFAULTS = [
+    "defaults",
+    "    mode http",
+    "    timeout connect 2s",
+    "    timeout client 60s",
+    "    timeout server 60s",  # long polls wait up to 30 s
+    "    timeout http-keep-alive 10s",
+    "    retries 3",
+    "    option redispatch 1",
+    "    retry-on conn-failure empty-response",
+]
+HAPROXY_BACKEND = [
+    "    hash-type consistent",
+    "    option httpchk GET /ready",
+    "    http-check expect status 200",
+    "    default-server inter 200ms fastinter 200ms downinter 200ms fall 2 rise 2",
+]
+# PgBouncer's settings; deploy/pgbouncer.ini has the same (test_deployment.py).
+PGBOUNCER_SETTINGS = {
+    "pool_mode": "transaction",
+    "max_client_conn": "2000",
+    "ignore_startup_parameters": "statement_timeout,random_page_cost,jit",
+}
+
+
 class HAProxy:
     """HAProxy in front of service processes, health-checking their /ready.
 
@@ -224,24 +248,13 @@ class HAProxy:
             "global",
             "    maxconn 4096",
             f"    stats socket {self.socket} level admin",
-            "defaults",
-            "    mode http",
-            "    timeout connect 2s",
-            "    timeout client 60s",
-            "    timeout server 60s",  # long polls wait up to 30 s
-            "    timeout http-keep-alive 10s",
-            "    retries 3",
-            "    option redispatch 1",
-            "    retry-on conn-failure empty-response",
+            *HAPROXY_DEFAULTS,
             "frontend api",
             f"    bind 127.0.0.1:{self.port}",
             "    default_backend service",
             "backend service",
             f"    balance {balance}",
-            "    hash-type consistent",
-            "    option httpchk GET /ready",
-            "    http-check expect status 200",
-            "    default-server inter 200ms fastinter 200ms downinter 200ms fall 2 rise 2",
+            *HAPROXY_BACKEND,
             *(f"    server s{i} 127.0.0.1:{port} check" for i, port in enumerate(servers)),
         ]
         self.config = workdir / "haproxy.cfg"
