@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import helpers
@@ -102,7 +103,7 @@ async def service_database_url(migrated_url: str) -> AsyncIterator[str]:
 async def set_session_settings_on(database_url: str) -> None:
     """What PgBouncer drops from the service's startup packet, set on the database instead."""
     defaults = Settings(database_url=database_url)
-    name = database_url.rsplit("/", 1)[1].split("?", 1)[0]
+    name = urlsplit(database_url).path.lstrip("/")  # the URL may name a socket directory after it
     conn = await asyncpg.connect(database_url)
     try:
         for setting, value in {
