@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run migrate rollback api-key test lint fmt typecheck bench clean
+.PHONY: help install run migrate rollback api-key test test-pgbouncer lint fmt typecheck bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ fmt: $(STAMP) ## Format and autofix with ruff
 
 test: lint ## Lint, then the whole suite against a fresh database, with a coverage floor
 	$(PY) -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+
+# The modules whose every request goes through the pool: enrollments, keys, the feed (about 1 min).
+test-pgbouncer: $(STAMP) ## The enrollment, auth and events tests with the service behind a real PgBouncer
+	TEST_VIA_PGBOUNCER=1 $(PY) -m pytest tests/test_enrollments.py tests/test_auth.py tests/test_events.py \
+		tests/test_idempotency.py tests/test_conditional.py $(PYTEST_ARGS)
 
 clean: ## Remove the venv, caches and the embedded database
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -73,6 +73,7 @@ async def create_now(request: AnyRequest, data: JSONBody[StudentCreate]) -> ASGI
 def build(handler: Any) -> Litestar:
     app = Litestar([handler], openapi_config=None)
     app.state["db"] = None  # never used: the creation above does not touch it
+    app.state["reads"] = None
     return app
 
 

@@ -31,7 +31,14 @@ async def preflight(settings: Settings) -> None:
     tells the load balancer) and connect when it returns.
     """
     try:
-        conn = await asyncpg.connect(settings.database_url, timeout=settings.connect_timeout_s)
+        # The service's statement cache size: with 0 (PgBouncer in transaction mode) the check
+        # prepares unnamed statements; named ones would stay on a server connection PgBouncer
+        # hands to the next client, whose own check then collides with them.
+        conn = await asyncpg.connect(
+            settings.database_url,
+            timeout=settings.connect_timeout_s,
+            statement_cache_size=settings.statement_cache_size,
+        )
     except DATABASE_OUTAGES as exc:
         print(
             f"enrollment-service: warning: the database is unreachable ({exc}); starting anyway",

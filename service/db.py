@@ -101,6 +101,10 @@ async def check_queries(
 
     A `.sql` file that no group declares is refused too: dead code, or a statement
     somebody forgot to wire in.
+
+    On a connection with `statement_cache_size=0` (behind PgBouncer in transaction mode)
+    asyncpg prepares unnamed statements, so the check leaves nothing on the server
+    connection that another client could collide with (tests/test_pgbouncer.py).
     """
     groups = QueryGroup.declared() if groups is None else groups
     queries = [query for group in groups for query in group.queries()]
@@ -137,7 +141,28 @@ def planner_settings(settings: Settings) -> dict[str, str]:
     return {"random_page_cost": str(settings.random_page_cost), "jit": "off"}
 
 
-async def _create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
+async def session_settings_differ(
+    conn: asyncpg.Connection | PooledConnection, settings: Settings
+) -> list[tuple[str, str, str]]:
+    """(name, wanted, actual) of each session setting the server did not take from the startup packet."""
+    wanted = {"statement_timeout": str(settings.statement_timeout_ms), **planner_settings(settings)}
+    query = "SELECT name, setting FROM pg_settings WHERE name = any($1::text[])"
+    rows = await conn.fetch(query, list(wanted))
+    return [
+        (row["name"], wanted[row["name"]], row["setting"])
+        for row in rows
+        if not _same_setting(wanted[row["name"]], row["setting"])
+    ]
+
+
+def _same_setting(a: str, b: str) -> bool:
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return a == b
+
+
+async def create_pool(settings: Settings, min_size: int) -> asyncpg.Pool:
     return await asyncpg.create_pool(
         settings.database_url,
         min_size=min_size,
@@ -224,10 +249,10 @@ class Database(Statements):
         (/ready says 503) and recovers by itself when the database comes back.
         """
         try:
-            return cls(await _create_pool(settings, settings.pool_min_size), settings)
+            return cls(await create_pool(settings, settings.pool_min_size), settings)
         except DATABASE_OUTAGES as exc:
             log.warning("database unreachable at start-up (%s); answering 503 until it is back", exc)
-            return cls(await _create_pool(settings, 0), settings)
+            return cls(await create_pool(settings, 0), settings)
 
     async def close(self, grace_s: float = 10.0) -> None:
         """Close the pool, terminating connections still busy after `grace_s` seconds."""
@@ -286,6 +311,11 @@ class Database(Statements):
     async def ping(self) -> None:
         """One trivial round trip; raises when the database does not answer."""
         await self._run("execute", "SELECT 1")
+
+    async def value_of(self, sql: str) -> Any:
+        """The value of an inline statement: operational queries (positions, settings), not the
+        API's, which live in sql/."""
+        return await self._run("fetchval", sql)
 
     # Acquire and release by hand: a context manager per request is measurable on the hot path.
     async def _run(self, method: str, sql: str, *args: Any) -> Any:

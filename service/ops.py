@@ -16,6 +16,12 @@ class Status(msgspec.Struct):
     status: str
 
 
+class ShuttingDown(Unavailable):
+    """SIGTERM arrived: the process still serves, but asks the load balancer to stop sending."""
+
+    slug = "shutting-down"
+
+
 @get(
     "/health",
     operation_id="Health",
@@ -35,13 +41,16 @@ async def health() -> Status:
     operation_id="Ready",
     description=(
         "Answers 200 when the database answers a trivial query within 1.5 s, and a 503 problem "
-        "otherwise. Load balancers send traffic only while it is 200."
+        "otherwise, or once the process has been asked to shut down. Load balancers send traffic "
+        "only while it is 200."
     ),
     summary="The database answers: send traffic here",
     tags=["operations"],
     responses=problem_responses(),
 )
 async def ready(request: AnyRequest) -> Status:
+    if request.app.state["drain"].draining:
+        raise ShuttingDown("the process is shutting down")
     try:
         await asyncio.wait_for(db_of(request).ping(), READY_TIMEOUT_S)
     except Exception as exc:  # any failure to answer means "not ready"

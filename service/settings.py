@@ -16,6 +16,10 @@ class SettingsError(ValueError):
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str
+    # A streaming replica for the GETs of students, courses and enrollments (service/reads.py).
+    database_read_url: str | None = None
+    # Reads leave the replica while it may be further behind the primary than this.
+    read_max_lag_ms: int = 1000
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
@@ -40,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     auth_refresh_s: float = 2.0
     # Events older than this are removed from the feed (0: never).
     events_retention_days: int = 30
+    # On SIGTERM, /ready answers 503 for this long before the server stops taking connections,
+    # so a load balancer's health check takes the process out first (service/drain.py).
+    shutdown_drain_s: float = 0.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -49,7 +56,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not database_url:
             raise SettingsError("DATABASE_URL is not set (e.g. postgresql://user@127.0.0.1:5432/enrollment)")
         check_database_url(database_url)
+        if read_url := env.get("DATABASE_READ_URL"):
+            check_database_url(read_url, "DATABASE_READ_URL")
         given: dict[str, Any] = {
+            "database_read_url": read_url or None,
+            "read_max_lag_ms": _int(env, "DB_READ_MAX_LAG_MS", 1, 3_600_000),
             "host": env.get("HOST") or None,
             "port": _int(env, "PORT", 1, 65535),
             "workers": _int(env, "WORKERS", 1, 64),
@@ -64,6 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "auth": _bool(env, "AUTH"),
             "auth_refresh_s": _number(env, "AUTH_REFRESH_S", 0, 5, "seconds"),
             "events_retention_days": _int(env, "EVENTS_RETENTION_DAYS", 0, 100_000),
+            "shutdown_drain_s": _number(env, "SHUTDOWN_DRAIN_S", 0, 60, "seconds", zero=True),
         }
         settings = cls(database_url=database_url, **{k: v for k, v in given.items() if v is not None})
         if settings.pool_min_size > settings.pool_max_size:
@@ -71,17 +83,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return settings
 
 
-def check_database_url(url: str) -> None:
+def check_database_url(url: str, name: str = "DATABASE_URL") -> None:
     """Reject anything that is not a postgresql:// URL before a driver sees it."""
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a malformed port
     except ValueError as exc:
-        raise SettingsError(f"DATABASE_URL is malformed: {exc}") from None
+        raise SettingsError(f"{name} is malformed: {exc}") from None
     if parts.scheme not in ("postgresql", "postgres"):
-        raise SettingsError(f"DATABASE_URL must start with postgresql://, not {parts.scheme or url!r}")
+        raise SettingsError(f"{name} must start with postgresql://, not {parts.scheme or url!r}")
     if not parts.path.strip("/"):
-        raise SettingsError("DATABASE_URL names no database (postgresql://user@host:port/DATABASE)")
+        raise SettingsError(f"{name} names no database (postgresql://user@host:port/DATABASE)")
 
 
 def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
@@ -97,8 +109,10 @@ def _int(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, low: float, high: float, unit: str = "") -> float | None:
-    """A number above `low` and at most `high`."""
+def _number(
+    env: Mapping[str, str], name: str, low: float, high: float, unit: str = "", *, zero: bool = False
+) -> float | None:
+    """A number above `low` and at most `high` (or exactly 0, with `zero`)."""
     raw = env.get(name)
     if not raw:
         return None
@@ -106,7 +120,7 @@ def _number(env: Mapping[str, str], name: str, low: float, high: float, unit: st
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name} must be a number{f' of {unit}' if unit else ''}, not {raw!r}") from None
-    if not low < value <= high:
+    if not (low < value <= high or (zero and value == 0)):
         raise SettingsError(
             f"{name} must be between {low} and {high}{f' {unit}' if unit else ''}, not {value}"
         )

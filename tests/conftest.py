@@ -2,6 +2,10 @@
 
 Every run creates its own database on $DATABASE_URL's server (or on the embedded
 PostgreSQL when DATABASE_URL is not set) and drops it at the end.
+
+With TEST_VIA_PGBOUNCER=1 (`make test-pgbouncer`) the service under test (the app, and the
+processes `running_service` starts) reaches that database through a real PgBouncer in
+transaction mode, with DB_STATEMENT_CACHE_SIZE=0; checks and set-up stay direct.
 """
 
 from __future__ import annotations
@@ -9,15 +13,19 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
+import helpers
 import httpx
 import pytest
+from components import pgbouncer
 from helpers import HeldClient, mint_key
 from litestar import Litestar
 
 from service import migrate
 from service.app import create_app
+from service.db import planner_settings
 from service.devdb import DATA_DIR, start_embedded, with_database
 from service.settings import Settings
 
@@ -71,9 +79,50 @@ def migrated_url(database_url: str) -> str:
     return database_url
 
 
+VIA_PGBOUNCER = os.environ.get("TEST_VIA_PGBOUNCER") == "1"
+
+
 @pytest.fixture(scope="session")
-def settings(migrated_url: str) -> Settings:
-    return Settings(database_url=migrated_url, pool_min_size=1, pool_max_size=20)
+async def service_database_url(migrated_url: str) -> AsyncIterator[str]:
+    """Where the service under test connects: the run's database, or PgBouncer in front of it."""
+    if not VIA_PGBOUNCER:
+        yield migrated_url
+        return
+    await set_session_settings_on(migrated_url)
+    with pgbouncer(migrated_url) as bouncer:
+        url = bouncer.url(migrated_url)
+        helpers.SERVICE_DATABASE_URLS[migrated_url] = url
+        os.environ["DB_STATEMENT_CACHE_SIZE"] = "0"  # for the processes running_service starts
+        yield url
+        database = url.rsplit("/", 1)[1]
+        assert bouncer.transactions(database) > 1000, "the service under test did not go through PgBouncer"
+        del os.environ["DB_STATEMENT_CACHE_SIZE"]
+        del helpers.SERVICE_DATABASE_URLS[migrated_url]
+
+
+async def set_session_settings_on(database_url: str) -> None:
+    """What PgBouncer drops from the service's startup packet, set on the database instead."""
+    defaults = Settings(database_url=database_url)
+    name = urlsplit(database_url).path.lstrip("/")  # the URL may name a socket directory after it
+    conn = await asyncpg.connect(database_url)
+    try:
+        for setting, value in {
+            "statement_timeout": defaults.statement_timeout_ms,
+            **planner_settings(defaults),
+        }.items():
+            await conn.execute(f'ALTER DATABASE "{name}" SET {setting} = {value!r}')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def settings(service_database_url: str) -> Settings:
+    return Settings(
+        database_url=service_database_url,
+        pool_min_size=1,
+        pool_max_size=20,
+        statement_cache_size=0 if VIA_PGBOUNCER else 1024,
+    )
 
 
 @pytest.fixture(scope="session")

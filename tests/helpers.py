@@ -35,6 +35,9 @@ SERVICE_COMMAND = (sys.executable, "-m", "service")
 
 _serial = count(1)
 
+# A database URL -> the URL the service's processes use for it (PgBouncer, with TEST_VIA_PGBOUNCER=1).
+SERVICE_DATABASE_URLS: dict[str, str] = {}
+
 
 @contextmanager
 def running_service(
@@ -52,6 +55,7 @@ def running_service(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    database_url = SERVICE_DATABASE_URLS.get(database_url, database_url)
     environ = {**os.environ, "DATABASE_URL": database_url, "PORT": str(port), "ACCESS_LOG": "false", **env}
     log = output.open("ab") if output is not None else None
     process = subprocess.Popen(

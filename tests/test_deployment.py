@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from components import HAPROXY_BACKEND, HAPROXY_DEFAULTS, PGBOUNCER_SETTINGS
 from helpers import ROOT, bearer, mint_key, running_service
 
 from service.settings import Settings
@@ -153,3 +154,24 @@ def test_the_image_runs_as_a_user_that_is_not_root() -> None:
     users = instructions("USER")
     assert users, "no USER: the container would run as root"
     assert users[-1].split(":")[0] not in ("root", "0")
+
+
+def test_the_scale_profile_runs_haproxy_and_pgbouncer_as_the_tests_do(compose: dict[str, Any]) -> None:
+    """deploy/ holds the configurations the compose profile mounts; the tests run tests/components.py's."""
+    haproxy = {line.rstrip() for line in (ROOT / "deploy" / "haproxy.cfg").read_text().splitlines()}
+    assert set(HAPROXY_DEFAULTS + HAPROXY_BACKEND) <= haproxy
+    ini = (ROOT / "deploy" / "pgbouncer.ini").read_text()
+    pgbouncer = dict(re.findall(r"^(\w+) = (.*)$", ini, re.MULTILINE))
+    assert PGBOUNCER_SETTINGS.items() <= pgbouncer.items()
+    read = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', (ROOT / "service" / "settings.py").read_text()))
+    for name in ("api-a", "api-b"):
+        service = compose["services"][name]
+        assert service["profiles"] == ["scale"]
+        assert set(service["environment"]) <= read
+        settings = Settings.from_env(service["environment"])
+        assert settings.statement_cache_size == 0, (
+            "PgBouncer 1.18 in transaction mode: no prepared statements"
+        )
+        assert settings.shutdown_drain_s > 0, "a rolling restart needs the drain"
+        assert settings.database_read_url
+        assert f"server s{'ab'.index(name[-1])} {name}:{settings.port} check" in " ".join(haproxy)

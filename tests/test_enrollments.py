@@ -447,7 +447,11 @@ async def test_an_assignment_sends_exactly_one_statement_to_the_database(
     """One statement in all: the caller's key is checked from the cache, not the database."""
     student = await new_student(client)
     one_connection = Settings(
-        database_url=settings.database_url, pool_min_size=1, pool_max_size=1, auth_refresh_s=5
+        database_url=settings.database_url,
+        statement_cache_size=settings.statement_cache_size,
+        pool_min_size=1,
+        pool_max_size=1,
+        auth_refresh_s=5,
     )
     app = create_app(one_connection)
     async with in_process(app, key=admin_key) as counted:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -13,6 +17,7 @@ from helpers import PROBLEM_JSON, ROOT, assert_problem, in_process
 from litestar import Litestar, get
 
 from service.db import QueryError, QueryGroup, check_queries, sql_file
+from service.drain import Drain
 from service.errors import EXCEPTION_HANDLERS
 
 Client = httpx.AsyncClient
@@ -132,3 +137,22 @@ def test_a_bad_database_url_ends_in_one_clear_line_and_a_non_zero_exit(url: str,
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert says in lines[0]
+
+
+async def test_sigterm_with_a_drain_delay_marks_the_process_draining_then_passes_the_signal_on() -> None:
+    """The order a rolling restart needs: /ready fails at once, the server stops only later."""
+    passed_on: list[float] = []
+    previous = signal.signal(signal.SIGTERM, lambda *_: passed_on.append(time.monotonic()))
+    try:
+        drain = Drain(0.3)
+        with drain.on_sigterm():
+            sent = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            await asyncio.sleep(0.05)
+            assert drain.draining
+            assert passed_on == []
+            await asyncio.sleep(0.4)
+        assert len(passed_on) == 1
+        assert passed_on[0] - sent >= 0.3
+    finally:
+        signal.signal(signal.SIGTERM, previous)

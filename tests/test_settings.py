@@ -34,6 +34,9 @@ def test_every_variable_is_read() -> None:
             "ACCESS_LOG": "off",
             "AUTH": "off",
             "AUTH_REFRESH_S": "0.5",
+            "DATABASE_READ_URL": "postgresql://app@replica:5432/enrollment",
+            "DB_READ_MAX_LAG_MS": "250",
+            "SHUTDOWN_DRAIN_S": "2.5",
         }
     )
     assert settings == Settings(
@@ -51,6 +54,9 @@ def test_every_variable_is_read() -> None:
         access_log=False,
         auth=False,
         auth_refresh_s=0.5,
+        database_read_url="postgresql://app@replica:5432/enrollment",
+        read_max_lag_ms=250,
+        shutdown_drain_s=2.5,
     )
 
 
@@ -74,9 +80,18 @@ def test_every_variable_is_read() -> None:
         ("DB_RANDOM_PAGE_COST", "inf", "DB_RANDOM_PAGE_COST must be between 0 and 1000"),
         ("ACCESS_LOG", "maybe", "ACCESS_LOG must be true or false"),
         ("DB_POOL_MIN", "20", "DB_POOL_MIN must not exceed DB_POOL_MAX"),
+        ("DATABASE_READ_URL", "replica:5432", "DATABASE_READ_URL must start with postgresql://"),
+        ("DATABASE_READ_URL", "postgresql://x@replica", "DATABASE_READ_URL names no database"),
+        ("DB_READ_MAX_LAG_MS", "0", "DB_READ_MAX_LAG_MS must be between 1 and 3600000"),
+        ("SHUTDOWN_DRAIN_S", "-1", "SHUTDOWN_DRAIN_S must be between 0 and 60 seconds"),
     ],
 )
 def test_a_bad_value_is_named_in_one_message(name: str, value: str, message: str) -> None:
     with pytest.raises(SettingsError, match=re.escape(message)) as raised:
         Settings.from_env({"DATABASE_URL": URL, name: value})
     assert "\n" not in str(raised.value)
+
+
+def test_a_drain_of_zero_seconds_is_allowed_and_the_default() -> None:
+    assert Settings.from_env({"DATABASE_URL": URL, "SHUTDOWN_DRAIN_S": "0"}).shutdown_drain_s == 0
+    assert Settings.from_env({"DATABASE_URL": URL}).shutdown_drain_s == 0
