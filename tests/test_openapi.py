@@ -158,3 +158,25 @@ async def test_the_feed_documents_one_typed_event_per_type(client: Client) -> No
     added = schemas[data_of["enrollment.created"]["$ref"].rsplit("/", 1)[1]]
     assert set(added["properties"]) == {"student_id", "course_id", "enrolled_at"}
     assert {"200", "410", "422", "401", "403"} <= set(operations(doc)["ListEvents"]["responses"])
+
+
+async def test_the_capacity_its_bounds_and_its_409s_are_documented(client: Client) -> None:
+    doc = await openapi(client)
+    schemas = doc["components"]["schemas"]
+    course = schemas["Course"]
+    assert {"capacity", "enrolled"} <= set(course["required"])
+    assert course["properties"]["enrolled"]["readOnly"] is True
+    assert course["properties"]["enrolled"]["minimum"] == 0
+    for name in ("Course", "CourseCreate", "CourseUpdate"):
+        capacity = schemas[name]["properties"]["capacity"]
+        assert (capacity["minimum"], capacity["maximum"]) == (1, 100_000), name
+        assert {"type": "null"} in capacity["oneOf"], name
+    assert "capacity" not in schemas["CourseCreate"].get("required", [])
+    assert "enrolled" not in schemas["CourseCreate"]["properties"]
+    assert "enrolled" not in schemas["CourseUpdate"]["properties"]
+    assert "full_course_ids" in schemas["Problem"]["properties"]
+    ops = operations(doc)
+    for name in ("AssignCourses", "ReplaceCourses", "EnrollPairs"):
+        assert "`full_course_ids`" in ops[name]["responses"]["409"]["description"], name
+        assert "capacity" in ops[name]["description"], name
+    assert "`capacity`" in ops["UpdateCourse"]["responses"]["409"]["description"]

@@ -1,10 +1,11 @@
 """HTTP routes of /courses."""
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.params import JSONBody
+from litestar.params import JSONBody, SkipValidation
 
 from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
+from service.inputs import validated
 from service.keys.scopes import Scope
 from service.openapi import problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
@@ -19,14 +20,18 @@ class CourseController(Controller):
         operation_id="CreateCourse",
         description=(
             "Creates a course and answers it with its `Location`. The code is unique case-"
-            "insensitively: a taken one is a 409 and nothing is written."
+            "insensitively: a taken one is a 409 and nothing is written. `capacity` (1..100000) limits "
+            "how many students it takes; absent or null, it has no limit."
         ),
         summary="Create a course",
         required_scope=Scope.WRITE,
         responses=problem_responses(409, 422, overrides={409: "The code is taken (case-insensitively)."}),
     )
-    async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> Response[Course]:
-        course = await repository.create_course(db_of(request), new=data, actor=actor_of(request))
+    async def create(
+        self, request: AnyRequest, data: JSONBody[SkipValidation[CourseCreate]]
+    ) -> Response[Course]:
+        new = validated(data, CourseCreate)  # strict: a capacity of "30" or 30.0 is a 422
+        course = await repository.create_course(db_of(request), new=new, actor=actor_of(request))
         return Response(course, status_code=201, headers={"Location": f"/courses/{course.id}"})
 
     @get(
@@ -60,19 +65,27 @@ class CourseController(Controller):
         operation_id="UpdateCourse",
         description=(
             "Changes the fields given and keeps the others. A taken code is a 409 and nothing changes. "
-            "Sending the same body again leaves the same state."
+            "A `capacity` below the students enrolled now is a 409 and nothing changes; `capacity: null` "
+            "lifts the limit. Sending the same body again leaves the same state."
         ),
-        summary="Change a course's code or title",
+        summary="Change a course's code, title or capacity",
         required_scope=Scope.WRITE,
         responses=problem_responses(
-            404, 409, 422, overrides={409: "The code is taken (case-insensitively)."}
+            404,
+            409,
+            422,
+            overrides={
+                409: "The code is taken (case-insensitively), or `capacity` is below the students "
+                "enrolled now (problem+json); nothing changed."
+            },
         ),
     )
     async def update(
-        self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[CourseUpdate]
+        self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[SkipValidation[CourseUpdate]]
     ) -> Course:
+        changes = validated(data, CourseUpdate)  # strict, as for create
         return await repository.update_course(
-            db_of(request), course_id=course_id, changes=data, actor=actor_of(request)
+            db_of(request), course_id=course_id, changes=changes, actor=actor_of(request)
         )
 
     @delete(

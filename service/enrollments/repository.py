@@ -6,6 +6,7 @@ from service.db import Database, QueryGroup, sql_file
 from service.enrollments.schemas import BulkResult, EnrollmentPair
 from service.errors import (
     CourseNotFound,
+    CoursesFull,
     EnrollmentNotFound,
     StudentNotFound,
     UnknownCourses,
@@ -55,6 +56,8 @@ async def replace_courses(
         assert row is not None  # the statement always answers one row
         if row["unknown_course_ids"]:
             raise UnknownCourses(row["unknown_course_ids"])
+        if row["full_course_ids"]:
+            raise CoursesFull(row["full_course_ids"])
     return str(row["courses"]).encode()
 
 
@@ -66,6 +69,8 @@ async def enroll_pairs(db: Database, *, pairs: list[EnrollmentPair], actor: int 
     assert row is not None  # the statement always answers one row
     if row["unknown_student_ids"] or row["unknown_course_ids"]:
         raise UnknownStudentsOrCourses(row["unknown_student_ids"], row["unknown_course_ids"])
+    if row["full_course_ids"]:
+        raise CoursesFull(row["full_course_ids"])
     return BulkResult(created=row["created"], existing=row["requested"] - row["created"])
 
 
@@ -93,3 +98,5 @@ def _raise_unless_written(row: asyncpg.Record, student_id: int) -> None:
         raise StudentNotFound(student_id)
     if row["unknown_course_ids"]:
         raise UnknownCourses(row["unknown_course_ids"])
+    if row["full_course_ids"]:
+        raise CoursesFull(row["full_course_ids"])

@@ -1,10 +1,18 @@
 -- POST /students/{id}/courses in one round trip. $1 student id, $2 course ids (bigint[]),
--- $3 actor. Writes only when the student exists and every id names a course; repeats are
+-- $3 actor. Writes only when the student exists, every id names a course and every course
+-- with a capacity has a seat for the student (one already taken counts once); repeats are
 -- no-ops. Each enrollment it adds records an enrollment.created event; none added, none.
 --  * The student row is locked first: enrollment writes of one student never interleave
---    (no deadlocks), and a student deleted meanwhile reads as missing.
---  * The courses are locked FOR KEY SHARE: a course deleted meanwhile reads as unknown,
---    and it cannot be deleted until this enrollment is committed.
+--    (no deadlocks), and a student deleted meanwhile reads as missing. Lock order, in every
+--    enrollment write: students, then courses.
+--  * Every course asked for is locked FOR KEY SHARE: a course deleted meanwhile reads as
+--    unknown, it cannot be deleted until this enrollment is committed, and its capacity
+--    stays as this lock read it (setting one takes FOR UPDATE: courses/lock.sql). No
+--    capacity filter here: a course whose limit changed meanwhile is still known.
+--  * The courses with a capacity are then locked FOR NO KEY UPDATE, in id order, and
+--    admitted on their counter, which that lock re-reads (a count(*) in this statement
+--    would not see what the previous lock holder committed). Unlimited courses are never
+--    locked harder than KEY SHARE and their rows are never written.
 -- `complete` is false when a requested course was enrolled by a concurrent request this
 -- statement's snapshot cannot see; the caller then re-reads the list.
 WITH student AS (
@@ -12,7 +20,28 @@ WITH student AS (
 ), requested AS (
     SELECT DISTINCT unnest($2::bigint[]) AS course_id
 ), known AS (
-    SELECT c.id FROM courses c JOIN requested r ON r.course_id = c.id FOR KEY SHARE OF c
+    SELECT c.id, c.capacity
+      FROM courses c
+      JOIN requested r ON r.course_id = c.id
+     WHERE EXISTS (SELECT FROM student)
+       FOR KEY SHARE OF c
+), limited AS (
+    SELECT id, capacity, enrolled
+      FROM courses
+     WHERE id = ANY (ARRAY(SELECT id FROM known WHERE capacity IS NOT NULL))
+     ORDER BY id
+       FOR NO KEY UPDATE
+), taken AS (
+    -- Which of them the student takes now: read fresh, under the student's lock.
+    SELECT e.course_id
+      FROM (SELECT array_agg($1::bigint) AS students, array_agg(id) AS courses FROM limited) AS p,
+           enrollments_now(p.students, p.courses) AS e
+     WHERE p.courses IS NOT NULL
+), full_courses AS (
+    SELECT coalesce(array_agg(id ORDER BY id), '{}') AS course_ids
+      FROM limited
+     WHERE enrolled >= capacity
+       AND id NOT IN (SELECT course_id FROM taken)
 ), unknown AS (
     SELECT coalesce(array_agg(r.course_id ORDER BY r.course_id), '{}') AS course_ids
       FROM requested r
@@ -20,10 +49,16 @@ WITH student AS (
 ), inserted AS (
     INSERT INTO student_courses (student_id, course_id)
     SELECT student.id, known.id
-      FROM student, known, unknown
+      FROM student, known, unknown, full_courses
      WHERE cardinality(unknown.course_ids) = 0
+       AND cardinality(full_courses.course_ids) = 0
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
+), counted AS (
+    UPDATE courses
+       SET enrolled = enrolled + 1
+     WHERE id IN (SELECT id FROM limited)
+       AND id IN (SELECT course_id FROM inserted)
 ), events AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT 'enrollment.created', $3::bigint, array_agg($1::bigint), array_agg(course_id ORDER BY course_id)
@@ -36,6 +71,7 @@ WITH student AS (
 )
 SELECT EXISTS (SELECT FROM student) AS student_found,
        (SELECT course_ids FROM unknown) AS unknown_course_ids,
+       (SELECT course_ids FROM full_courses) AS full_course_ids,
        NOT EXISTS (SELECT FROM known WHERE id NOT IN (SELECT course_id FROM enrolled)) AS complete,
        (SELECT coalesce(json_agg(json_build_object(
                    'id', c.id, 'code', c.code, 'title', c.title,

@@ -1,11 +1,25 @@
 -- DELETE /students/{id}/courses/{course_id}. $1 student id, $2 course id, $3 actor.
--- Locks the student like every enrollment write; answers whether each existed.
+-- Locks the student like every enrollment write, then the course FOR KEY SHARE (so a
+-- capacity set meanwhile counts this removal once: courses/lock.sql) and, if it has a
+-- capacity, FOR NO KEY UPDATE to give its seat back. Answers whether each existed.
 WITH student AS (
     SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE
+), course AS (
+    SELECT id, capacity FROM courses WHERE id = $2 AND EXISTS (SELECT FROM student) FOR KEY SHARE
+), limited AS (
+    SELECT id
+      FROM courses
+     WHERE id = ANY (ARRAY(SELECT id FROM course WHERE capacity IS NOT NULL))
+       FOR NO KEY UPDATE
 ), removed AS (
     DELETE FROM student_courses
      WHERE student_id = (SELECT id FROM student) AND course_id = $2
     RETURNING course_id
+), counted AS (
+    UPDATE courses
+       SET enrolled = enrolled - 1
+     WHERE id IN (SELECT id FROM limited)
+       AND id IN (SELECT course_id FROM removed)
 ), event AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT 'enrollment.deleted', $3::bigint, ARRAY[$1::bigint], ARRAY[course_id] FROM removed

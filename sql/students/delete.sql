@@ -1,9 +1,29 @@
 -- $1 id, $2 actor; run after lock.sql in the same transaction. Removes the student's
 -- enrollments and then the student, and records one enrollment.deleted per enrollment
 -- (in rows of at most 16384 events), then student.deleted, ids in that order.
-WITH dropped AS (
+-- The courses it leaves are locked like an enrollment write locks them (after the
+-- student; FOR KEY SHARE, and FOR NO KEY UPDATE in id order for those with a capacity,
+-- whose counters give the seats back): see enrollments/assign.sql.
+WITH touched AS (
+    SELECT id, capacity
+      FROM courses
+     WHERE id IN (SELECT course_id FROM student_courses WHERE student_id = $1)
+     ORDER BY id
+       FOR KEY SHARE
+), limited AS (
+    SELECT id
+      FROM courses
+     WHERE id = ANY (ARRAY(SELECT id FROM touched WHERE capacity IS NOT NULL))
+     ORDER BY id
+       FOR NO KEY UPDATE
+), dropped AS (
     DELETE FROM student_courses WHERE student_id = $1
     RETURNING student_id, course_id
+), counted AS (
+    UPDATE courses
+       SET enrolled = enrolled - 1
+     WHERE id IN (SELECT id FROM limited)
+       AND id IN (SELECT course_id FROM dropped)
 ), removed AS (
     DELETE FROM students WHERE id = $1
     RETURNING id
