@@ -55,10 +55,15 @@ WITH student AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), counted AS (
-    UPDATE courses
-       SET enrolled = enrolled + 1
-     WHERE id IN (SELECT id FROM limited)
-       AND id IN (SELECT course_id FROM inserted)
+    -- The counter is written from the row as `limited` locked it (the latest), with its capacity:
+    -- PostgreSQL checks courses_within_capacity on the row version of this statement's snapshot
+    -- before it re-reads a row changed meanwhile, and that version may be older than a seat
+    -- given back (capacity cannot change: this statement holds FOR KEY SHARE on it).
+    UPDATE courses c
+       SET enrolled = l.enrolled + 1, capacity = l.capacity
+      FROM limited l
+     WHERE c.id = l.id
+       AND l.id IN (SELECT course_id FROM inserted)
 ), events AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT 'enrollment.created', $3::bigint, array_agg($1::bigint), array_agg(course_id ORDER BY course_id)

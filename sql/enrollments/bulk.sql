@@ -65,11 +65,12 @@ WITH requested AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING student_id, course_id
 ), counted AS (
+    -- From the row as `limited` locked it, with its capacity: see assign.sql.
     UPDATE courses c
-       SET enrolled = c.enrolled + i.added
-      FROM (SELECT course_id, count(*) AS added FROM inserted GROUP BY course_id) AS i
-     WHERE c.id = i.course_id
-       AND c.id IN (SELECT id FROM limited)
+       SET enrolled = l.enrolled + i.added, capacity = l.capacity
+      FROM limited l
+      JOIN (SELECT course_id, count(*) AS added FROM inserted GROUP BY course_id) AS i ON i.course_id = l.id
+     WHERE c.id = l.id
 ), events AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT 'enrollment.created', $3::bigint,

@@ -7,7 +7,7 @@ WITH student AS (
 ), course AS (
     SELECT id, capacity FROM courses WHERE id = $2 AND EXISTS (SELECT FROM student) FOR KEY SHARE
 ), limited AS (
-    SELECT id
+    SELECT id, capacity, enrolled
       FROM courses
      WHERE id = ANY (ARRAY(SELECT id FROM course WHERE capacity IS NOT NULL))
        FOR NO KEY UPDATE
@@ -16,10 +16,12 @@ WITH student AS (
      WHERE student_id = (SELECT id FROM student) AND course_id = $2
     RETURNING course_id
 ), counted AS (
-    UPDATE courses
-       SET enrolled = enrolled - 1
-     WHERE id IN (SELECT id FROM limited)
-       AND id IN (SELECT course_id FROM removed)
+    -- From the row as `limited` locked it, with its capacity: see assign.sql.
+    UPDATE courses c
+       SET enrolled = l.enrolled - 1, capacity = l.capacity
+      FROM limited l
+     WHERE c.id = l.id
+       AND l.id IN (SELECT course_id FROM removed)
 ), event AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT 'enrollment.deleted', $3::bigint, ARRAY[$1::bigint], ARRAY[course_id] FROM removed

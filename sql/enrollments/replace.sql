@@ -52,15 +52,16 @@ WITH requested AS (
         ON CONFLICT (student_id, course_id) DO NOTHING
     RETURNING course_id, enrolled_at
 ), counted AS (
+    -- From the row as `limited` locked it, with its capacity: see assign.sql.
     UPDATE courses c
-       SET enrolled = c.enrolled + d.delta
-      FROM (SELECT course_id, sum(delta) AS delta
+       SET enrolled = l.enrolled + d.delta, capacity = l.capacity
+      FROM limited l
+      JOIN (SELECT course_id, sum(delta) AS delta
               FROM (SELECT course_id, -1 AS delta FROM removed
                      UNION ALL
                     SELECT course_id, 1 FROM inserted) AS changes
-             GROUP BY course_id) AS d
-     WHERE c.id = d.course_id
-       AND c.id IN (SELECT id FROM limited)
+             GROUP BY course_id) AS d ON d.course_id = l.id
+     WHERE c.id = l.id
 ), events AS (
     INSERT INTO events (type, actor, student_ids, course_ids)
     SELECT type, $3::bigint, array_agg($1::bigint), array_agg(course_id ORDER BY course_id)

@@ -11,7 +11,7 @@ WITH touched AS (
      ORDER BY id
        FOR KEY SHARE
 ), limited AS (
-    SELECT id
+    SELECT id, capacity, enrolled
       FROM courses
      WHERE id = ANY (ARRAY(SELECT id FROM touched WHERE capacity IS NOT NULL))
      ORDER BY id
@@ -20,10 +20,12 @@ WITH touched AS (
     DELETE FROM student_courses WHERE student_id = $1
     RETURNING student_id, course_id
 ), counted AS (
-    UPDATE courses
-       SET enrolled = enrolled - 1
-     WHERE id IN (SELECT id FROM limited)
-       AND id IN (SELECT course_id FROM dropped)
+    -- From the row as `limited` locked it, with its capacity: see enrollments/assign.sql.
+    UPDATE courses c
+       SET enrolled = l.enrolled - 1, capacity = l.capacity
+      FROM limited l
+     WHERE c.id = l.id
+       AND l.id IN (SELECT course_id FROM dropped)
 ), removed AS (
     DELETE FROM students WHERE id = $1
     RETURNING id
