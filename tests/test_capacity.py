@@ -479,6 +479,39 @@ async def test_a_capacity_set_while_a_request_waited_for_its_student_binds_that_
     assert await seats(db, course) == (1, 1, 1)
 
 
+@pytest.mark.parametrize("write", ["post", "put", "remove", "delete-student", "bulk"])
+async def test_a_write_queued_behind_a_capacity_change_does_not_deadlock_with_it(
+    client: Client, racing: Client, db: asyncpg.Connection, migrated_url: str, write: str
+) -> None:
+    """A transaction holds the course as an enrollment does; a PATCH of its capacity queues for
+    it (later lockers queue behind the PATCH); then a write of a student of that course arrives.
+    Both end well once the course is let go, each counted, whatever kind of write it is."""
+    course = await limited_course(client, 5)
+    other = (await new_course(client))["id"]
+    student = (await students(client, 1))[0]
+    course_list(await client.post(url(student), json={"course_ids": [course]}))
+    requests = {
+        "post": lambda: racing.post(url(student), json={"course_ids": [course, other]}),
+        "put": lambda: racing.put(url(student), json={"course_ids": [other]}),
+        "remove": lambda: racing.delete(f"{url(student)}/{course}"),
+        "delete-student": lambda: racing.delete(f"/students/{student}"),
+        "bulk": lambda: racing.post("/enrollments", json=pairs((student, course), (student, other))),
+    }
+    holder = await asyncpg.connect(migrated_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR NO KEY UPDATE", course)
+            patch = asyncio.create_task(racing.patch(f"/courses/{course}", json={"capacity": 4}))
+            await wait_for_lock_waiters(db, 1)
+            racer = asyncio.create_task(requests[write]())
+            await wait_for_lock_waiters(db, 2)
+    finally:
+        await holder.close()
+    assert (await patch).status_code == 200
+    assert (await racer).status_code in (200, 204), (await racer).text
+    await assert_counters_hold(db)
+
+
 async def test_setting_a_capacity_waits_for_an_enrollment_in_flight_and_counts_it(
     client: Client, racing: Client, db: asyncpg.Connection, migrated_url: str
 ) -> None:

@@ -4,9 +4,11 @@ import asyncpg
 import msgspec
 
 from service.db import Database, QueryGroup, sql_file
-from service.errors import EmailTaken, StudentNotFound
+from service.errors import EmailTaken, StudentNotFound, Unavailable
 from service.pagination import Page, fetch_size, page_of
 from service.students.schemas import Student, StudentCreate, StudentUpdate
+
+STALE_RETRIES = 5
 
 
 class StudentQueries(QueryGroup, folder="students"):
@@ -56,7 +58,12 @@ async def update_student(
 
 async def delete_student(db: Database, *, student_id: int, actor: int | None) -> None:
     """Delete a student and their enrollments (each recorded as an event)."""
-    async with db.transaction() as tx:
-        if await tx.fetch_value(StudentQueries.lock, student_id) is None:
-            raise StudentNotFound(student_id)
-        await tx.fetch_value(StudentQueries.delete, student_id, actor)
+    for _ in range(STALE_RETRIES):  # as enrollment writes do (service/enrollments/repository.py)
+        async with db.transaction() as tx:
+            if await tx.fetch_value(StudentQueries.lock, student_id) is None:
+                raise StudentNotFound(student_id)
+            row = await tx.fetch_record(StudentQueries.delete, student_id, actor)
+        assert row is not None  # the statement always answers one row
+        if not row["stale_course_ids"]:
+            return
+    raise Unavailable("the capacities of this student's courses keep changing; retry shortly")
