@@ -14,6 +14,7 @@ from helpers import ROOT, mint_key
 from yoyo.exceptions import LockTimeout
 
 from service import migrate
+from service.courses.repository import CourseQueries
 
 
 async def tables(url: str) -> set[str]:
@@ -186,7 +187,17 @@ async def test_0005_course_capacity_applies_and_rolls_back_on_a_database_holding
         assert half.value.constraint_name == "courses_counted_while_limited"
         with pytest.raises(asyncpg.CheckViolationError):
             await conn.execute("UPDATE courses SET capacity = 100001, enrolled = 3 WHERE id = $1", c1)
-        await conn.execute("UPDATE courses SET capacity = 3, enrolled = 3 WHERE id = $1", c1)
+        # The service's own statements on the migrated rows: enrolled counted while there is no
+        # counter, then the counter filled from the rows already there when a capacity is set.
+        assert [r["enrolled"] for r in await conn.fetch(CourseQueries.get.sql, c1)] == [3]
+        async with conn.transaction():
+            await conn.fetchval(CourseQueries.lock.sql, c1)
+            refused = await conn.fetch(CourseQueries.set_capacity.sql, c1, None, None, None, 2)
+            assert [(r["id"], r["enrolled_now"]) for r in refused] == [(None, 3)]
+            filled = await conn.fetch(CourseQueries.set_capacity.sql, c1, None, None, None, 3)
+            assert [(r["capacity"], r["enrolled"]) for r in filled] == [(3, 3)]
+        stored = await conn.fetch("SELECT capacity, enrolled FROM courses WHERE id = $1", c1)
+        assert [tuple(r) for r in stored] == [(3, 3)]
         data = await conn.fetchval(
             "SELECT course_json(id, code, title, capacity, enrolled, created_at) FROM courses WHERE id = $1",
             c1,
