@@ -1,4 +1,4 @@
--- depends: 0004_events
+-- depends: 0005_course_capacity
 -- The first answer to each Idempotency-Key, per caller, so a retry gets it again instead of
 -- a second write. A row is written in the same transaction as the write it answers for.
 CREATE TABLE idempotency_keys (

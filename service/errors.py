@@ -41,6 +41,8 @@ class Problem(msgspec.Struct, omit_defaults=True):
     errors: list[FieldError] | msgspec.UnsetType = msgspec.UNSET
     unknown_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
     unknown_student_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
+    # A 409 of an assignment: the courses it would have taken past their capacity.
+    full_course_ids: list[int] | msgspec.UnsetType = msgspec.UNSET
     # The scope a 403 needed.
     required_scope: str | msgspec.UnsetType = msgspec.UNSET
     # A 410 of the feed: where to follow it from once the lists are copied again.
@@ -166,6 +168,34 @@ class IdempotencyKeyReused(ProblemError):
 
     def __init__(self) -> None:
         super().__init__("this Idempotency-Key was used with a different request; use a new key")
+
+
+class CapacityBelowEnrolled(Conflict):
+    slug = "capacity-below-enrolled"
+
+    def __init__(self, course_id: int, capacity: int, enrolled: int) -> None:
+        super().__init__(
+            f"course {course_id} has {enrolled} students enrolled, more than a capacity of {capacity}; "
+            "nothing was changed"
+        )
+
+
+class CoursesFull(ProblemError):
+    """An assignment would take courses past their capacity; nothing was written."""
+
+    status = 409
+    slug = "courses-full"
+
+    def __init__(self, course_ids: list[int]) -> None:
+        self.course_ids = sorted(course_ids)
+        super().__init__(
+            f"no seat left for this in course {', '.join(map(str, self.course_ids))}; nothing was written"
+        )
+
+    def problem(self) -> Problem:
+        problem = super().problem()
+        problem.full_course_ids = self.course_ids
+        return problem
 
 
 class UnknownCourses(ProblemError):

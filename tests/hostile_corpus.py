@@ -285,6 +285,30 @@ def course_id_cases() -> list[Any]:
     return cases
 
 
+# Raw JSON for a course's capacity (an integer 1..100000, or null): a valid course body otherwise.
+BAD_CAPACITIES = {
+    **{
+        name: BAD_COURSE_ID_ELEMENTS[name] for name in ("2-pow-64", "10-pow-400", "1e400", "float-1.0", "nan")
+    },
+    **{name: BAD_COURSE_ID_ELEMENTS[name] for name in ("infinity", "true", "nested-array", "nosql-operator")},
+    "zero": "0",
+    "minus-one": "-1",
+    "100001": "100001",
+    "numeric-string": '"30"',
+    "sql-string": '"1; UPDATE courses SET capacity = NULL"',
+}
+
+
+def capacity_cases() -> list[Any]:
+    cases = []
+    for label in ("POST /courses", "PATCH /courses/{cid}"):
+        method, path, valid = BODY_ENDPOINTS[label]
+        for name, value in BAD_CAPACITIES.items():
+            body = _with_token(valid, "capacity", value.encode())
+            cases.append(pytest.param(Hostile(method, path, body), id=f"{label} capacity {name}"))
+    return cases
+
+
 # Methods API.md does not list for a path: 405 with an Allow header.
 WRONG_METHODS = [
     ("PUT", "/students"),
@@ -341,6 +365,7 @@ HOSTILE = [
     *body_cases(),
     *text_field_cases(),
     *course_id_cases(),
+    *capacity_cases(),
     *method_cases(),
     *odd_path_cases(),
 ]

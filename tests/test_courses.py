@@ -16,8 +16,9 @@ async def test_creating_a_course_answers_201_with_location_and_body(client: Clie
     response = await client.post("/courses", json={"code": "Cs101", "title": "Programming"})
     assert response.status_code == 201
     body = response.json()
-    assert set(body) == {"id", "code", "title", "created_at"}
+    assert set(body) == {"id", "code", "title", "capacity", "enrolled", "created_at"}
     assert body["code"] == "Cs101"  # stored as given
+    assert (body["capacity"], body["enrolled"]) == (None, 0)  # no limit unless one is given
     assert body["title"] == "Programming"
     assert body["created_at"].endswith("Z")
     assert response.headers["location"] == f"/courses/{body['id']}"

@@ -14,6 +14,7 @@ from helpers import ROOT, mint_key
 from yoyo.exceptions import LockTimeout
 
 from service import migrate
+from service.courses.repository import CourseQueries
 
 
 async def tables(url: str) -> set[str]:
@@ -152,6 +153,72 @@ async def test_0004_events_applies_and_rolls_back_on_a_database_holding_data(emp
         assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'api_time'") == 0
         assert await conn.fetchval("SELECT count(*) FROM students") == 1
         assert migrate.apply(empty_database_url)[0] == "0004_events"
+    finally:
+        await conn.close()
+
+
+async def test_0005_course_capacity_applies_and_rolls_back_on_a_database_holding_enrollments(
+    empty_database_url: str,
+) -> None:
+    migrate.apply(empty_database_url)
+    roll_back_to(empty_database_url, "0004_events")
+    conn = await asyncpg.connect(empty_database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO students (name, email) SELECT 'S', i || '@b.io' FROM generate_series(1, 3) i"
+        )
+        await conn.execute("INSERT INTO courses (code, title) VALUES ('C1', 'One'), ('C2', 'Two')")
+        await conn.execute(
+            "INSERT INTO student_courses (student_id, course_id)"
+            " SELECT s.id, c.id FROM students s, courses c WHERE c.code = 'C1' OR s.id = 1"
+        )
+        assert migrate.apply(empty_database_url)[0] == "0005_course_capacity"
+        # Every course is unlimited after it: no counter yet, so nothing it could miss.
+        assert [tuple(r) for r in await conn.fetch("SELECT capacity, enrolled FROM courses")] == [
+            (None, None)
+        ] * 2
+        c1 = await conn.fetchval("SELECT id FROM courses WHERE code = 'C1'")
+        assert await conn.fetchval("SELECT count(*) FROM student_courses WHERE course_id = $1", c1) == 3
+        with pytest.raises(asyncpg.CheckViolationError) as over:
+            await conn.execute("UPDATE courses SET capacity = 2, enrolled = 3 WHERE id = $1", c1)
+        assert over.value.constraint_name == "courses_within_capacity"
+        with pytest.raises(asyncpg.CheckViolationError) as half:
+            await conn.execute("UPDATE courses SET capacity = 5 WHERE id = $1", c1)
+        assert half.value.constraint_name == "courses_counted_while_limited"
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE courses SET capacity = 100001, enrolled = 3 WHERE id = $1", c1)
+        # The service's own statements on the migrated rows: enrolled counted while there is no
+        # counter, then the counter filled from the rows already there when a capacity is set.
+        assert [r["enrolled"] for r in await conn.fetch(CourseQueries.get.sql, c1)] == [3]
+        async with conn.transaction():
+            await conn.fetchval(CourseQueries.lock.sql, c1)
+            refused = await conn.fetch(CourseQueries.set_capacity.sql, c1, None, None, None, 2)
+            assert [(r["id"], r["enrolled_now"]) for r in refused] == [(None, 3)]
+            filled = await conn.fetch(CourseQueries.set_capacity.sql, c1, None, None, None, 3)
+            assert [(r["capacity"], r["enrolled"]) for r in filled] == [(3, 3)]
+        stored = await conn.fetch("SELECT capacity, enrolled FROM courses WHERE id = $1", c1)
+        assert [tuple(r) for r in stored] == [(3, 3)]
+        data = await conn.fetchval(
+            "SELECT course_json(id, code, title, capacity, enrolled, created_at) FROM courses WHERE id = $1",
+            c1,
+        )
+        assert '"capacity" : 3' in data
+        assert '"enrolled" : 3' in data
+        fresh = await conn.fetch(
+            "SELECT * FROM enrollments_now(ARRAY[1, 2, 3]::bigint[], ARRAY[$1, $1, 999]::bigint[])", c1
+        )
+        assert sorted(tuple(r) for r in fresh) == [(1, c1), (2, c1)]
+        roll_back_to(empty_database_url, "0004_events")
+        columns = await conn.fetch(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'courses'::regclass AND attnum > 0"
+        )
+        assert not {"capacity", "enrolled"} & {r["attname"] for r in columns}
+        assert "capacity" not in await conn.fetchval(
+            "SELECT course_json(id, code, title, created_at)::text FROM courses WHERE id = $1", c1
+        )
+        assert await conn.fetchval("SELECT count(*) FROM pg_proc WHERE proname = 'enrollments_now'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM student_courses") == 4
+        assert migrate.apply(empty_database_url)[0] == "0005_course_capacity"
     finally:
         await conn.close()
 

@@ -190,3 +190,25 @@ async def test_the_bulk_route_documents_its_bounds_and_413(client: Client) -> No
     pairs = doc["components"]["schemas"]["BulkEnrollment"]["properties"]["enrollments"]
     assert (pairs["minItems"], pairs["maxItems"]) == (1, 10000)
     assert "413" in operations(doc)["EnrollPairs"]["responses"]
+
+
+async def test_the_capacity_its_bounds_and_its_409s_are_documented(client: Client) -> None:
+    doc = await openapi(client)
+    schemas = doc["components"]["schemas"]
+    course = schemas["Course"]
+    assert {"capacity", "enrolled"} <= set(course["required"])
+    assert course["properties"]["enrolled"]["readOnly"] is True
+    assert course["properties"]["enrolled"]["minimum"] == 0
+    for name in ("Course", "CourseCreate", "CourseUpdate"):
+        capacity = schemas[name]["properties"]["capacity"]
+        assert (capacity["minimum"], capacity["maximum"]) == (1, 100_000), name
+        assert {"type": "null"} in capacity["oneOf"], name
+    assert "capacity" not in schemas["CourseCreate"].get("required", [])
+    assert "enrolled" not in schemas["CourseCreate"]["properties"]
+    assert "enrolled" not in schemas["CourseUpdate"]["properties"]
+    assert "full_course_ids" in schemas["Problem"]["properties"]
+    ops = operations(doc)
+    for name in ("AssignCourses", "ReplaceCourses", "EnrollPairs"):
+        assert "`full_course_ids`" in ops[name]["responses"]["409"]["description"], name
+        assert "capacity" in ops[name]["description"], name
+    assert "`capacity`" in ops["UpdateCourse"]["responses"]["409"]["description"]

@@ -3,7 +3,7 @@
 import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import JSONBody
+from litestar.params import JSONBody, SkipValidation
 from litestar.types import ASGIApp
 
 from service.conditional import ETAG_HEADER, IF_MATCH, IF_NONE_MATCH, if_match_of, unless_current, with_etag
@@ -11,6 +11,7 @@ from service.courses import repository
 from service.courses.schemas import Course, CourseCreate, CourseUpdate
 from service.db import Statements
 from service.idempotency import IDEMPOTENCY_KEY, IN_FLIGHT, REPLAYED_HEADER, REUSED, Answer, at_most_once
+from service.inputs import validated
 from service.keys.scopes import Scope
 from service.openapi import LOCATION_HEADER, NOT_MODIFIED, problem_responses
 from service.pagination import DEFAULT_LIMIT, Page
@@ -28,7 +29,8 @@ class CourseController(Controller):
         operation_id="CreateCourse",
         description=(
             "Creates a course and answers it with its `Location`. The code is unique case-"
-            "insensitively: a taken one is a 409 and nothing is written."
+            "insensitively: a taken one is a 409 and nothing is written. `capacity` (1..100000) limits "
+            "how many students it takes; absent or null, it has no limit."
         ),
         summary="Create a course",
         required_scope=Scope.WRITE,
@@ -41,12 +43,14 @@ class CourseController(Controller):
             ),
         },
     )
-    async def create(self, request: AnyRequest, data: JSONBody[CourseCreate]) -> ASGIApp:
+    async def create(self, request: AnyRequest, data: JSONBody[SkipValidation[CourseCreate]]) -> ASGIApp:
+        new = validated(data, CourseCreate)  # strict: a capacity of "30" or 30.0 is a 422
+
         async def create_course(db: Statements) -> Answer:
-            course = await repository.create_course(db, new=data, actor=actor_of(request))
+            course = await repository.create_course(db, new=new, actor=actor_of(request))
             return Answer(201, msgspec.json.encode(course), location=f"/courses/{course.id}")
 
-        return await at_most_once(request, data, create_course)
+        return await at_most_once(request, new, create_course)
 
     @get(
         operation_id="ListCourses",
@@ -86,29 +90,34 @@ class CourseController(Controller):
         operation_id="UpdateCourse",
         description=(
             "Changes the fields given and keeps the others. A taken code is a 409 and nothing changes. "
-            "Sending the same body again leaves the same state."
+            "A `capacity` below the students enrolled now is a 409 and nothing changes; `capacity: null` "
+            "lifts the limit. Sending the same body again leaves the same state."
         ),
-        summary="Change a course's code or title",
+        summary="Change a course's code, title or capacity",
         required_scope=Scope.WRITE,
         request_headers=[IF_MATCH],
         response_headers=[ETAG_HEADER],
         responses={
             200: _COURSE,
             **problem_responses(
-                404, 409, 412, 422, overrides={409: "The code is taken (case-insensitively)."}
+                404,
+                409,
+                412,
+                422,
+                overrides={
+                    409: "The code is taken (case-insensitively), or `capacity` is below the students "
+                    "enrolled now (problem+json); nothing changed."
+                },
             ),
         },
     )
     async def update(
-        self,
-        request: AnyRequest,
-        course_id: CourseIdParam,
-        data: JSONBody[CourseUpdate],
+        self, request: AnyRequest, course_id: CourseIdParam, data: JSONBody[SkipValidation[CourseUpdate]]
     ) -> ASGIApp:
         course = await repository.update_course(
             db_of(request),
             course_id=course_id,
-            changes=data,
+            changes=validated(data, CourseUpdate),  # strict, as for create
             actor=actor_of(request),
             if_match=if_match_of(request),
         )

@@ -1,19 +1,25 @@
 """Enrollments in the database. The course lists come back as JSON built by PostgreSQL."""
 
+from typing import Any
+
 import asyncpg
 
 from service.conditional import require_match
-from service.db import Database, QueryGroup, Statements, sql_file
+from service.db import Database, Query, QueryGroup, Statements, sql_file
 from service.enrollments.schemas import BulkResult, EnrollmentPair
 from service.errors import (
     CourseNotFound,
+    CoursesFull,
     EnrollmentNotFound,
     StudentNotFound,
+    Unavailable,
     UnknownCourses,
     UnknownStudentsOrCourses,
 )
 from service.pagination import Page, fetch_size, page_of
 from service.students.schemas import Student
+
+STALE_RETRIES = 5
 
 
 class EnrollmentQueries(QueryGroup, folder="enrollments"):
@@ -36,8 +42,7 @@ async def list_courses(db: Statements, *, student_id: int) -> bytes:
 
 async def assign_courses(db: Database, *, student_id: int, course_ids: list[int], actor: int | None) -> bytes:
     """Enroll the student in every course (idempotently, all or nothing); answer the new list."""
-    row = await db.fetch_record(EnrollmentQueries.assign, student_id, course_ids, actor)
-    assert row is not None  # the statement always answers one row
+    row = await _until_fresh(db, EnrollmentQueries.assign, student_id, course_ids, actor)
     _raise_unless_written(row, student_id)
     if not row["complete"]:
         # A concurrent request enrolled some of these courses after our snapshot: read again.
@@ -52,32 +57,38 @@ async def replace_courses(
 
     With `if_match`, only if it names the ETag of the list as it is (under the student's lock).
     """
-    async with db.transaction() as tx:
-        if await tx.fetch_value(EnrollmentQueries.lock_student, student_id) is None:
-            raise StudentNotFound(student_id)
-        if if_match is not None:
-            require_match(if_match, await list_courses(tx, student_id=student_id))
-        row = await tx.fetch_record(EnrollmentQueries.replace, student_id, course_ids, actor)
-        assert row is not None  # the statement always answers one row
-        if row["unknown_course_ids"]:
-            raise UnknownCourses(row["unknown_course_ids"])
-    return str(row["courses"]).encode()
+    for _ in range(STALE_RETRIES):
+        # A new transaction for each try: the courses the last one locked are released.
+        async with db.transaction() as tx:
+            if await tx.fetch_value(EnrollmentQueries.lock_student, student_id) is None:
+                raise StudentNotFound(student_id)
+            if if_match is not None:
+                require_match(if_match, await list_courses(tx, student_id=student_id))
+            row = await tx.fetch_record(EnrollmentQueries.replace, student_id, course_ids, actor)
+            assert row is not None  # the statement always answers one row
+            if row["unknown_course_ids"]:
+                raise UnknownCourses(row["unknown_course_ids"])
+            if row["full_course_ids"]:
+                raise CoursesFull(row["full_course_ids"])
+        if not row["stale_course_ids"]:
+            return str(row["courses"]).encode()
+    raise _still_stale()
 
 
 async def enroll_pairs(db: Database, *, pairs: list[EnrollmentPair], actor: int | None) -> BulkResult:
     """Enroll every pair in one statement (idempotently, all or nothing)."""
-    row = await db.fetch_record(
-        EnrollmentQueries.bulk, [p.student_id for p in pairs], [p.course_id for p in pairs], actor
+    row = await _until_fresh(
+        db, EnrollmentQueries.bulk, [p.student_id for p in pairs], [p.course_id for p in pairs], actor
     )
-    assert row is not None  # the statement always answers one row
     if row["unknown_student_ids"] or row["unknown_course_ids"]:
         raise UnknownStudentsOrCourses(row["unknown_student_ids"], row["unknown_course_ids"])
+    if row["full_course_ids"]:
+        raise CoursesFull(row["full_course_ids"])
     return BulkResult(created=row["created"], existing=row["requested"] - row["created"])
 
 
 async def remove_course(db: Database, *, student_id: int, course_id: int, actor: int | None) -> None:
-    row = await db.fetch_record(EnrollmentQueries.remove, student_id, course_id, actor)
-    assert row is not None  # the statement always answers one row
+    row = await _until_fresh(db, EnrollmentQueries.remove, student_id, course_id, actor)
     if not row["student_found"]:
         raise StudentNotFound(student_id)
     if not row["enrollment_found"]:
@@ -94,8 +105,27 @@ async def students_of_course(db: Database, *, course_id: int, after: int | None,
     return page_of([Student(**row) for row in rows if row["id"] is not None], limit)
 
 
+async def _until_fresh(db: Database, query: Query, *args: Any) -> asyncpg.Record:
+    """Run an enrollment statement again while it wrote nothing because a course it locked
+    FOR KEY SHARE had been given a capacity after its snapshot was taken (`stale_course_ids`,
+    see sql/enrollments/assign.sql): rare, and the next snapshot shows the capacity."""
+    for _ in range(STALE_RETRIES):
+        row = await db.fetch_record(query, *args)
+        assert row is not None  # the statement always answers one row
+        if not row["stale_course_ids"]:
+            return row
+    raise _still_stale()
+
+
+def _still_stale() -> Unavailable:
+    """Each try was overtaken by yet another capacity set on its courses."""
+    return Unavailable("the capacities of these courses keep changing; retry shortly")
+
+
 def _raise_unless_written(row: asyncpg.Record, student_id: int) -> None:
     if not row["student_found"]:
         raise StudentNotFound(student_id)
     if row["unknown_course_ids"]:
         raise UnknownCourses(row["unknown_course_ids"])
+    if row["full_course_ids"]:
+        raise CoursesFull(row["full_course_ids"])

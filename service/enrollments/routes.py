@@ -28,6 +28,10 @@ _UNKNOWN_COURSES = (
     "Invalid input, or ids naming no course: then `unknown_course_ids` lists every one, sorted, "
     "and nothing was written (problem+json)."
 )
+_FULL_COURSES = (
+    "Courses with a capacity that have no seat left for this: `full_course_ids` lists them, sorted, "
+    "and nothing was written (problem+json)."
+)
 # The handlers answer JSON that PostgreSQL built; this documents its shape.
 _COURSE_LIST = ResponseSpec(
     list[EnrolledCourse], description="The student's courses, ordered by id.", generate_examples=False
@@ -58,13 +62,18 @@ async def list_student_courses(request: AnyRequest, student_id: StudentId) -> AS
         "Adds courses to the student's set in one statement and answers the full list after the "
         "call, ordered by course id. Idempotent: a course already taken adds no row, and repeats in"
         " `course_ids` count once. All or nothing: if any id names no course, nothing is written "
-        "and the 422 lists every unknown id, sorted."
+        "and the 422 lists every unknown id, sorted; if a course with a capacity has no seat left for "
+        "the student (a course already taken counts once), nothing is written and the 409 lists every "
+        "full one, sorted."
     ),
     summary="Enroll a student in courses (idempotent, all or nothing)",
     required_scope=Scope.WRITE,
     tags=["enrollments"],
     status_code=200,
-    responses={200: _COURSE_LIST, **problem_responses(404, 422, overrides={422: _UNKNOWN_COURSES})},
+    responses={
+        200: _COURSE_LIST,
+        **problem_responses(404, 409, 422, overrides={409: _FULL_COURSES, 422: _UNKNOWN_COURSES}),
+    },
 )
 async def assign_courses(
     request: AnyRequest,
@@ -88,14 +97,18 @@ async def assign_courses(
     description=(
         "Makes the student's set exactly `course_ids` (`[]` clears it) in one transaction and "
         "answers the new list, ordered by course id. Idempotent, and all or nothing: if any id "
-        "names no course, nothing changes and the 422 lists every unknown id, sorted."
+        "names no course, nothing changes and the 422 lists every unknown id, sorted; if a course it adds "
+        "has no seat left under its capacity, nothing changes and the 409 lists every full one, sorted."
     ),
     summary="Replace a student's set of courses ([] clears it)",
     required_scope=Scope.WRITE,
     tags=["enrollments"],
     request_headers=[IF_MATCH],
     response_headers=[ETAG_HEADER],
-    responses={200: _COURSE_LIST, **problem_responses(404, 412, 422, overrides={422: _UNKNOWN_COURSES})},
+    responses={
+        200: _COURSE_LIST,
+        **problem_responses(404, 409, 412, 422, overrides={409: _FULL_COURSES, 422: _UNKNOWN_COURSES}),
+    },
 )
 async def replace_courses(
     request: AnyRequest,
@@ -158,8 +171,9 @@ async def list_course_students(
         "Enrolls every (student, course) pair in one statement: 1..10000 pairs, a body of up to 1 MiB "
         "(413 beyond). Idempotent: pairs already there and repeats are no-ops, counted in `existing`. "
         "All or nothing: if any id names no student or no course, nothing is written and the 422 lists "
-        "`unknown_student_ids` and `unknown_course_ids`, each complete and sorted. Students are locked in "
-        "id order, so concurrent bulk and per-student requests never deadlock."
+        "`unknown_student_ids` and `unknown_course_ids`, each complete and sorted; if the new pairs would "
+        "take a course past its capacity, nothing is written and the 409 lists `full_course_ids`, sorted. "
+        "Students are locked in id order, so concurrent bulk and per-student requests never deadlock."
     ),
     summary="Enroll many students in many courses at once (idempotent, all or nothing)",
     tags=["enrollments"],
@@ -167,11 +181,13 @@ async def list_course_students(
     required_scope=Scope.WRITE,
     max_body_bytes=BULK_MAX_BODY_BYTES,
     responses=problem_responses(
+        409,
         413,
         422,
         overrides={
+            409: _FULL_COURSES,
             422: "Invalid input, or ids naming no student or course: `unknown_student_ids` and "
-            "`unknown_course_ids` list them, sorted; nothing was written (problem+json)."
+            "`unknown_course_ids` list them, sorted; nothing was written (problem+json).",
         },
     ),
 )

@@ -5,9 +5,11 @@ import msgspec
 
 from service.conditional import require_match
 from service.db import Database, QueryGroup, Statements, sql_file
-from service.errors import EmailTaken, StudentNotFound
+from service.errors import EmailTaken, StudentNotFound, Unavailable
 from service.pagination import Page, fetch_size, page_of
 from service.students.schemas import Student, StudentCreate, StudentUpdate
+
+STALE_RETRIES = 5
 
 
 class StudentQueries(QueryGroup, folder="students"):
@@ -66,9 +68,14 @@ async def _update(db: Statements, *, student_id: int, changes: StudentUpdate, ac
 
 async def delete_student(db: Database, *, student_id: int, actor: int | None, if_match: str | None) -> None:
     """Delete a student and their enrollments (each recorded as an event)."""
-    async with db.transaction() as tx:
-        await _lock_matching(tx, student_id=student_id, if_match=if_match)
-        await tx.fetch_value(StudentQueries.delete, student_id, actor)
+    for _ in range(STALE_RETRIES):  # as enrollment writes do (service/enrollments/repository.py)
+        async with db.transaction() as tx:
+            await _lock_matching(tx, student_id=student_id, if_match=if_match)
+            row = await tx.fetch_record(StudentQueries.delete, student_id, actor)
+        assert row is not None  # the statement always answers one row
+        if not row["stale_course_ids"]:
+            return
+    raise Unavailable("the capacities of this student's courses keep changing; retry shortly")
 
 
 async def _lock_matching(tx: Statements, *, student_id: int, if_match: str | None) -> None:
