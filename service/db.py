@@ -126,7 +126,7 @@ def _shown(path: Path) -> str:
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Pool release hook replacing asyncpg's reset query.
 
-    Our statements leave no session state (no SET, LISTEN or advisory locks; asyncpg
+    Our statements leave no session state (no SET, LISTEN or session advisory locks; asyncpg
     still rolls back any open transaction), so the default reset would only add a
     round trip per request (measured: about a quarter of GET throughput).
     """
