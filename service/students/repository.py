@@ -1,5 +1,7 @@
 """Students in the database."""
 
+import contextlib
+
 import asyncpg
 import msgspec
 
@@ -69,12 +71,13 @@ async def _update(db: Statements, *, student_id: int, changes: StudentUpdate, ac
 async def delete_student(db: Database, *, student_id: int, actor: int | None, if_match: str | None) -> None:
     """Delete a student and their enrollments (each recorded as an event)."""
     for _ in range(STALE_RETRIES):  # as enrollment writes do (service/enrollments/repository.py)
-        async with db.transaction() as tx:
-            await _lock_matching(tx, student_id=student_id, if_match=if_match)
-            row = await tx.fetch_record(StudentQueries.delete, student_id, actor)
-        assert row is not None  # the statement always answers one row
-        if not row["stale_course_ids"]:
-            return
+        with contextlib.suppress(asyncpg.DeadlockDetectedError):  # ... after a deadlock too
+            async with db.transaction() as tx:
+                await _lock_matching(tx, student_id=student_id, if_match=if_match)
+                row = await tx.fetch_record(StudentQueries.delete, student_id, actor)
+            assert row is not None  # the statement always answers one row
+            if not row["stale_course_ids"]:
+                return
     raise Unavailable("the capacities of this student's courses keep changing; retry shortly")
 
 
