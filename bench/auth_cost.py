@@ -16,12 +16,11 @@ import argparse
 import asyncio
 import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asgi_cpu import cpu_per_request
 from litestar import Litestar, Router, get
 from litestar.middleware import DefineMiddleware
 
@@ -48,32 +47,7 @@ def build(with_auth: bool) -> Litestar:
 async def serve(app: Litestar, requests: int) -> float:
     """CPU seconds per request through the app's ASGI callable."""
     headers = [(b"host", b"127.0.0.1"), (b"authorization", f"Bearer {KEY}".encode())]
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start" and message["status"] != 200:
-            raise SystemExit(f"answered {message['status']}")
-
-    start = time.process_time()  # CPU time: waiting for a busy core does not count
-    for n in range(requests):
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": f"/students/{n % 10_000 + 1}/courses",
-            "raw_path": b"",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)  # type: ignore[arg-type]
-    return (time.process_time() - start) / requests
+    return await cpu_per_request(app, requests, headers=headers)
 
 
 async def main() -> None:

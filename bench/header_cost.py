@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import msgspec
+from asgi_cpu import cpu_per_request
 from litestar import Litestar, Response, get, post
 from litestar.params import JSONBody
 from litestar.types import ASGIApp
@@ -79,34 +79,16 @@ def build(handler: Any) -> Litestar:
 
 async def serve(app: Litestar, method: str, requests: int) -> float:
     """CPU seconds per request through the app's ASGI callable."""
-    body = b'{"name": "Ada Lovelace", "email": "ada@example.org"}' if method == "POST" else b""
-    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")]
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Any) -> None:
-        if message["type"] == "http.response.start" and message["status"] not in (200, 201):
-            raise SystemExit(f"answered {message['status']}")
-
-    start = time.process_time()  # CPU time: waiting for a busy core does not count
-    for n in range(requests):
-        scope = {
-            "type": "http",
-            "http_version": "1.1",
-            "method": method,
-            "scheme": "http",
-            "path": f"/students/{n % 10_000 + 1}/courses" if method == "GET" else "/students",
-            "raw_path": b"",
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 5000),
-            "server": ("127.0.0.1", 8000),
-            "state": {},
-        }
-        await app(scope, receive, send)  # type: ignore[arg-type]
-    return (time.process_time() - start) / requests
+    if method == "GET":
+        return await cpu_per_request(app, requests, headers=[(b"host", b"127.0.0.1")])
+    return await cpu_per_request(
+        app,
+        requests,
+        method="POST",
+        path=lambda n: "/students",
+        headers=[(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+        body=b'{"name": "Ada Lovelace", "email": "ada@example.org"}',
+    )
 
 
 async def main() -> None:
