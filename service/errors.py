@@ -304,10 +304,9 @@ def problem_type(slug: str) -> str:
     return f"urn:enrollment:problem:{slug}"
 
 
-def encoded_problem(exc: ProblemError, request: Request[Any, Any, Any]) -> bytes:
-    """The problem+json body that answers `exc`, tagged with the request's id."""
-    problem = exc.problem()
-    if request_id := request_id_of(request.scope):
+def encoded_problem(problem: Problem, request: Request[Any, Any, Any] | None) -> bytes:
+    """The problem+json body, tagged with the request's id."""
+    if request is not None and (request_id := request_id_of(request.scope)):
         problem.request_id = request_id
     return msgspec.json.encode(problem)
 
@@ -316,10 +315,8 @@ def problem_response(
     problem: Problem, headers: dict[str, str] | None = None, *, request: Request[Any, Any, Any] | None = None
 ) -> Response[bytes]:
     """The problem as an application/problem+json answer, tagged with the request's id."""
-    if request is not None and (request_id := request_id_of(request.scope)):
-        problem.request_id = request_id
     return Response(
-        msgspec.json.encode(problem),
+        encoded_problem(problem, request),
         status_code=problem.status,
         media_type=PROBLEM_JSON,
         headers=headers,

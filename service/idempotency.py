@@ -126,7 +126,7 @@ async def _answer_of(request: AnyRequest, tx: Transaction, create: Creation) -> 
     except ProblemError as exc:
         if exc.status >= 500:
             raise
-        return Answer(exc.status, encoded_problem(exc, request))
+        return Answer(exc.status, encoded_problem(exc.problem(), request))
 
 
 def _fingerprint(request: AnyRequest, body: msgspec.Struct) -> bytes:
