@@ -17,6 +17,7 @@ from helpers import HeldClient, assert_problem, course_list, ids, new_course, ne
 
 from service.app import create_app
 from service.db import Query
+from service.enrollments import repository
 from service.enrollments.repository import EnrollmentQueries
 from service.settings import Settings
 
@@ -457,12 +458,89 @@ async def test_a_seat_given_back_while_a_request_waited_goes_to_that_request(
     assert await seats(db, course) == (1, 1, 1)
 
 
+def unlimited_path_without(*guards: str) -> Query:
+    """assign_unlimited.sql without its guards against writing past a capacity: the capacity its
+    snapshot shows (`limited`), and the one its lock shows (`stale`)."""
+    real = EnrollmentQueries.assign_unlimited
+    sql = real.sql
+    for guard in guards:
+        checked, unchecked = {
+            "limited": ("     WHERE cardinality((SELECT course_ids FROM limited)) = 0\n", ""),
+            "stale": ("FROM known WHERE capacity IS NOT NULL", "FROM known WHERE false"),
+        }[guard]
+        assert checked in sql, "assign_unlimited.sql changed: update the naive copy"
+        sql = sql.replace(checked, unchecked)
+    return real._replace(sql=sql)
+
+
+@pytest.fixture
+def nothing_seen_limited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every POST tries assign_unlimited.sql first, as in a process that never saw these courses."""
+    monkeypatch.setattr(repository, "_limited_courses", set())
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["guarded", "naive-unlimited-path"])
+async def test_a_post_for_a_course_this_process_never_saw_limited_is_admitted_on_its_counter(
+    client: Client,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+    nothing_seen_limited: None,
+    naive: bool,
+) -> None:
+    """assign_unlimited.sql goes first, and must hand a course with a capacity to assign.sql. (Without
+    the `limited` guard alone the `stale` one would refuse the course at every try: a 503.)"""
+    if naive:
+        monkeypatch.setattr(EnrollmentQueries, "assign_unlimited", unlimited_path_without("limited", "stale"))
+    course = await limited_course(client, 1)
+    seated, late = await students(client, 2)
+    course_list(await client.post(url(seated), json={"course_ids": [course]}))
+    repository._limited_courses.clear()
+    response = await client.post(url(late), json={"course_ids": [course]})
+    capacity, _, taken = await seats(db, course)
+    if naive:
+        assert (response.status_code, capacity, taken) == (200, 1, 2), "the naive path overbooks"
+        return
+    assert await full(response) == [course]
+    assert await seats(db, course) == (1, 1, 1)
+
+
+async def test_a_post_takes_the_statement_for_what_the_process_last_saw_of_its_courses(
+    client: Client, monkeypatch: pytest.MonkeyPatch, nothing_seen_limited: None
+) -> None:
+    """One round trip once the process has seen a course: with a capacity, straight to assign.sql;
+    without one (lifted since), assign_unlimited.sql again. The other statement is made to fail."""
+    course = await limited_course(client, 10)
+    first, second, third = await students(client, 3)
+    unlimited, limited = EnrollmentQueries.assign_unlimited, EnrollmentQueries.assign
+    broken = unlimited._replace(sql="SELECT 1 / 0")
+
+    course_list(await client.post(url(first), json={"course_ids": [course]}))  # both ran: learnt
+    monkeypatch.setattr(EnrollmentQueries, "assign_unlimited", broken)
+    assert ids(course_list(await client.post(url(second), json={"course_ids": [course]}))) == [course]
+
+    assert (await client.patch(f"/courses/{course}", json={"capacity": None})).status_code == 200
+    course_list(await client.post(url(first), json={"course_ids": [course]}))  # assign.sql: learnt
+    monkeypatch.setattr(EnrollmentQueries, "assign_unlimited", unlimited)
+    monkeypatch.setattr(EnrollmentQueries, "assign", limited._replace(sql="SELECT 1 / 0"))
+    assert ids(course_list(await client.post(url(third), json={"course_ids": [course]}))) == [course]
+
+
+@pytest.mark.parametrize("naive", [False, True], ids=["guarded", "naive-unlimited-path"])
 async def test_a_capacity_set_while_a_request_waited_for_its_student_binds_that_request(
-    client: Client, racing: Client, db: asyncpg.Connection, migrated_url: str
+    client: Client,
+    racing: Client,
+    db: asyncpg.Connection,
+    migrated_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    nothing_seen_limited: None,
+    naive: bool,
 ) -> None:
     """The request's snapshot shows no limit, and the PATCH has committed before the request locks
     the course: its FOR KEY SHARE must still read the new capacity (PostgreSQL lets that lock take an
-    older row version when a newer one changed no key: see sql/courses/lock.sql)."""
+    older row version when a newer one changed no key: see sql/courses/lock.sql), and hand the course
+    to assign.sql."""
+    if naive:
+        monkeypatch.setattr(EnrollmentQueries, "assign_unlimited", unlimited_path_without("stale"))
     course = (await new_course(client))["id"]
     seated, waiting = await students(client, 2)
     course_list(await client.post(url(seated), json={"course_ids": [course]}))
@@ -475,6 +553,11 @@ async def test_a_capacity_set_while_a_request_waited_for_its_student_binds_that_
             assert (await client.patch(f"/courses/{course}", json={"capacity": 1})).json()["enrolled"] == 1
     finally:
         await holder.close()
+    if naive:
+        status = (await post).status_code
+        capacity, _, taken = await seats(db, course)
+        assert (status, capacity, taken) == (200, 1, 2), "the naive path overbooks"
+        return
     assert await full(await post) == [course]
     assert await seats(db, course) == (1, 1, 1)
 

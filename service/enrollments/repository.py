@@ -23,6 +23,12 @@ from service.students.schemas import Student
 
 STALE_RETRIES = 5
 
+# The courses this process last found with a capacity, among those it was asked to enroll in:
+# which statement a POST tries first (assign_courses). Only a hint: each statement reads the
+# capacities itself, so a wrong one costs a round trip, never a seat.
+_limited_courses: set[int] = set()
+_LIMITED_COURSES_KEPT = 10_000
+
 log = logging.getLogger("service.enrollments")
 
 
@@ -30,6 +36,7 @@ class EnrollmentQueries(QueryGroup, folder="enrollments"):
     list = sql_file()
     bulk = sql_file()
     assign = sql_file()
+    assign_unlimited = sql_file()
     lock_student = sql_file()
     replace = sql_file()
     remove = sql_file()
@@ -45,8 +52,20 @@ async def list_courses(db: Statements, *, student_id: int) -> bytes:
 
 
 async def assign_courses(db: Database, *, student_id: int, course_ids: list[int], actor: int | None) -> bytes:
-    """Enroll the student in every course (idempotently, all or nothing); answer the new list."""
-    row = await _until_fresh(db, EnrollmentQueries.assign, student_id, course_ids, actor)
+    """Enroll the student in every course (idempotently, all or nothing); answer the new list.
+
+    Courses without a capacity take assign_unlimited.sql, which costs what an enrollment cost
+    before capacities existed; it writes nothing when a course has one, and assign.sql, which
+    admits on the counters, runs instead. Courses this process last saw with a capacity go
+    straight to assign.sql: one round trip either way, once the process has seen the course.
+    """
+    row = None
+    if _limited_courses.isdisjoint(course_ids):
+        row = await _until_fresh(db, EnrollmentQueries.assign_unlimited, student_id, course_ids, actor)
+        _remember_capacities(course_ids, row["limited_course_ids"])
+    if row is None or row["limited_course_ids"]:
+        row = await _until_fresh(db, EnrollmentQueries.assign, student_id, course_ids, actor)
+        _remember_capacities(course_ids, row["limited_course_ids"])
     _raise_unless_written(row, student_id)
     if not row["complete"]:
         # A concurrent request enrolled some of these courses after our snapshot: read again.
@@ -129,6 +148,14 @@ async def _until_fresh(db: Database, query: Query, *args: Any) -> asyncpg.Record
         if not row["stale_course_ids"]:
             return row
     raise _still_stale()
+
+
+def _remember_capacities(requested: list[int], limited: list[int]) -> None:
+    """Of the requested courses, a statement found these with a capacity (and the rest without)."""
+    _limited_courses.difference_update(requested)
+    if len(_limited_courses) + len(limited) > _LIMITED_COURSES_KEPT:
+        _limited_courses.clear()
+    _limited_courses.update(limited)
 
 
 def _still_stale() -> Unavailable:

@@ -1,4 +1,5 @@
--- POST /students/{id}/courses in one round trip. $1 student id, $2 course ids (bigint[]),
+-- POST /students/{id}/courses when a course it names has a capacity (assign_unlimited.sql
+-- takes the others), in one round trip. $1 student id, $2 course ids (bigint[]),
 -- $3 actor. Writes only when the student exists, every id names a course and every course
 -- with a capacity has a seat for the student (one already taken counts once); repeats are
 -- no-ops. Each enrollment it adds records an enrollment.created event; none added, none.
@@ -18,6 +19,8 @@
 --    since the snapshot comes back from the second lock with it (see courses/lock.sql):
 --    then nothing is written and `stale_course_ids` names it; the caller runs the statement
 --    again, and its new snapshot shows the capacity.
+-- `limited_course_ids`: the requested courses with a capacity, as locked (which statement the
+-- caller tries first next time: assign_unlimited.sql costs less when there are none).
 -- `complete` is false when a requested course was enrolled by a concurrent request this
 -- statement's snapshot cannot see; the caller then re-reads the list.
 WITH student AS (
@@ -100,6 +103,8 @@ SELECT EXISTS (SELECT FROM student) AS student_found,
        (SELECT course_ids FROM unknown) AS unknown_course_ids,
        (SELECT course_ids FROM full_courses) AS full_course_ids,
        (SELECT course_ids FROM stale) AS stale_course_ids,
+       (SELECT coalesce(array_agg(id ORDER BY id), '{}') FROM limited WHERE capacity IS NOT NULL)
+           AS limited_course_ids,
        NOT EXISTS (SELECT FROM known WHERE id NOT IN (SELECT course_id FROM enrolled)) AS complete,
        (SELECT coalesce(json_agg(json_build_object(
                    'id', c.id, 'code', c.code, 'title', c.title,

@@ -1,0 +1,1 @@
+DROP INDEX courses_with_capacity_idx;
