@@ -525,6 +525,22 @@ async def test_a_post_takes_the_statement_for_what_the_process_last_saw_of_its_c
     assert ids(course_list(await client.post(url(third), json={"course_ids": [course]}))) == [course]
 
 
+async def test_a_post_for_a_missing_student_locks_no_course(
+    client: Client, racing: Client, migrated_url: str, nothing_seen_limited: None
+) -> None:
+    """The student first, then the courses, in each statement: a 404 does not wait behind a PATCH
+    holding the course, whichever statement the POST tries first."""
+    course = (await new_course(client))["id"]
+    holder = await asyncpg.connect(migrated_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR UPDATE", course)
+            missing = await asyncio.wait_for(racing.post(url(2**62), json={"course_ids": [course]}), 10)
+    finally:
+        await holder.close()
+    assert_problem(missing, 404)
+
+
 @pytest.mark.parametrize("naive", [False, True], ids=["guarded", "naive-unlimited-path"])
 async def test_a_capacity_set_while_a_request_waited_for_its_student_binds_that_request(
     client: Client,

@@ -27,7 +27,7 @@ STALE_RETRIES = 5
 # which statement a POST tries first (assign_courses). Only a hint: each statement reads the
 # capacities itself, so a wrong one costs a round trip, never a seat.
 _limited_courses: set[int] = set()
-_LIMITED_COURSES_KEPT = 10_000
+_LIMITED_COURSES_KEPT = 100_000  # a few MB; past it, start over
 
 log = logging.getLogger("service.enrollments")
 
@@ -62,10 +62,10 @@ async def assign_courses(db: Database, *, student_id: int, course_ids: list[int]
     row = None
     if _limited_courses.isdisjoint(course_ids):
         row = await _until_fresh(db, EnrollmentQueries.assign_unlimited, student_id, course_ids, actor)
-        _remember_capacities(course_ids, row["limited_course_ids"])
+        _remember_capacities(course_ids, row)
     if row is None or row["limited_course_ids"]:
         row = await _until_fresh(db, EnrollmentQueries.assign, student_id, course_ids, actor)
-        _remember_capacities(course_ids, row["limited_course_ids"])
+        _remember_capacities(course_ids, row)
     _raise_unless_written(row, student_id)
     if not row["complete"]:
         # A concurrent request enrolled some of these courses after our snapshot: read again.
@@ -150,8 +150,12 @@ async def _until_fresh(db: Database, query: Query, *args: Any) -> asyncpg.Record
     raise _still_stale()
 
 
-def _remember_capacities(requested: list[int], limited: list[int]) -> None:
-    """Of the requested courses, a statement found these with a capacity (and the rest without)."""
+def _remember_capacities(requested: list[int], row: asyncpg.Record) -> None:
+    """Of the requested courses, the statement found `limited_course_ids` with a capacity and the
+    rest without (unless the student was missing: assign.sql then locks and reports no course)."""
+    if not row["student_found"]:
+        return
+    limited = row["limited_course_ids"]
     _limited_courses.difference_update(requested)
     if len(_limited_courses) + len(limited) > _LIMITED_COURSES_KEPT:
         _limited_courses.clear()

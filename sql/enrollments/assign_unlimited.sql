@@ -6,11 +6,12 @@
 -- enrollment.created event; none added, none.
 --  * `limited_course_ids`: the named courses this statement's snapshot shows with a capacity.
 --    Then it locks no course and writes nothing, and the caller runs assign.sql, which admits
---    on their counters (`unknown_course_ids` is then not computed: assign.sql reports it).
+--    on their counters, and answers from it (here `unknown_course_ids` then names every id).
 --  * Otherwise as assign.sql does for courses without a capacity: the student row first, then
 --    the courses FOR KEY SHARE in id order. A course deleted meanwhile reads as unknown; one
 --    given a capacity since the snapshot comes back from the lock with it (courses/lock.sql):
 --    then nothing is written, `stale_course_ids` names it, and the caller runs this again.
+-- It answers the columns of assign.sql (no course here has a capacity, so none is full).
 -- `complete` is false when a requested course was enrolled by a concurrent request this
 -- statement's snapshot cannot see; the caller then re-reads the list.
 WITH student AS (
@@ -22,9 +23,11 @@ WITH student AS (
       FROM courses
      WHERE id = ANY ($2::bigint[]) AND capacity IS NOT NULL
 ), known AS (
+    -- Joined with `student`: no course is locked before the student, nor for a missing one.
     SELECT c.id, c.capacity
       FROM courses c
       JOIN requested r ON r.course_id = c.id
+     CROSS JOIN student
      WHERE cardinality((SELECT course_ids FROM limited)) = 0
      ORDER BY c.id
        FOR KEY SHARE OF c
@@ -55,7 +58,7 @@ WITH student AS (
 SELECT EXISTS (SELECT FROM student) AS student_found,
        (SELECT course_ids FROM limited) AS limited_course_ids,
        (SELECT course_ids FROM unknown) AS unknown_course_ids,
-       '{}'::bigint[] AS full_course_ids,  -- the columns of assign.sql: no capacity, none full
+       '{}'::bigint[] AS full_course_ids,
        (SELECT course_ids FROM stale) AS stale_course_ids,
        NOT EXISTS (SELECT FROM known WHERE id NOT IN (SELECT course_id FROM enrolled)) AS complete,
        (SELECT coalesce(json_agg(json_build_object(
