@@ -8,6 +8,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -352,6 +353,18 @@ async def wait_for_lock_waiters(db: asyncpg.Connection, n: int) -> None:
         await asyncio.sleep(0.02)
 
 
+@asynccontextmanager
+async def holding(database_url: str, lock: str, row_id: int) -> AsyncIterator[None]:
+    """`lock` (a SELECT ... FOR ...) held on the row by another session for the block's duration."""
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute(lock, row_id)
+            yield
+    finally:
+        await holder.close()
+
+
 def counting_naively() -> Query:
     """assign.sql as the naive design would write it: lock the course with a capacity, then
     count its enrollments with count(*) in the same statement (no counter)."""
@@ -383,17 +396,11 @@ async def test_two_requests_that_waited_for_the_course_lock_take_its_last_seat_o
         monkeypatch.setattr(EnrollmentQueries, "assign", counting_naively())
     course = await limited_course(client, 1)
     first, second = await students(client, 2)
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR UPDATE", course)
-            posts = [
-                asyncio.create_task(racing.post(url(s), json={"course_ids": [course]}))
-                for s in (first, second)
-            ]
-            await wait_for_lock_waiters(db, 2)
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM courses WHERE id = $1 FOR UPDATE", course):
+        posts = [
+            asyncio.create_task(racing.post(url(s), json={"course_ids": [course]})) for s in (first, second)
+        ]
+        await wait_for_lock_waiters(db, 2)
     statuses = sorted(r.status_code for r in await asyncio.gather(*posts))
     capacity, _, taken = await seats(db, course)
     if naive:
@@ -413,19 +420,13 @@ async def test_assignments_that_waited_for_a_capacity_change_are_admitted_on_the
     course = (await new_course(client, capacity=None if change == "set" else 1))["id"]
     course_list(await client.post(url(seated), json={"course_ids": [course]}))
     new_capacity = 2 if change == "set" else None
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR UPDATE", course)
-            patch = asyncio.create_task(racing.patch(f"/courses/{course}", json={"capacity": new_capacity}))
-            await wait_for_lock_waiters(db, 1)  # the PATCH is first in line
-            posts = [
-                asyncio.create_task(racing.post(url(s), json={"course_ids": [course]}))
-                for s in (first, second)
-            ]
-            await wait_for_lock_waiters(db, 3)
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM courses WHERE id = $1 FOR UPDATE", course):
+        patch = asyncio.create_task(racing.patch(f"/courses/{course}", json={"capacity": new_capacity}))
+        await wait_for_lock_waiters(db, 1)  # the PATCH is first in line
+        posts = [
+            asyncio.create_task(racing.post(url(s), json={"course_ids": [course]})) for s in (first, second)
+        ]
+        await wait_for_lock_waiters(db, 3)
     assert (await patch).json()["capacity"] == new_capacity
     statuses = sorted(r.status_code for r in await asyncio.gather(*posts))
     if change == "set":
@@ -445,15 +446,10 @@ async def test_a_seat_given_back_while_a_request_waited_goes_to_that_request(
     course = await limited_course(client, 1)
     leaving, waiting = await students(client, 2)
     course_list(await client.post(url(leaving), json={"course_ids": [course]}))
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE", waiting)
-            post = asyncio.create_task(racing.post(url(waiting), json={"course_ids": [course]}))
-            await wait_for_lock_waiters(db, 1)
-            assert (await client.delete(f"{url(leaving)}/{course}")).status_code == 204
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE", waiting):
+        post = asyncio.create_task(racing.post(url(waiting), json={"course_ids": [course]}))
+        await wait_for_lock_waiters(db, 1)
+        assert (await client.delete(f"{url(leaving)}/{course}")).status_code == 204
     assert ids(course_list(await post)) == [course]
     assert await seats(db, course) == (1, 1, 1)
 
@@ -531,13 +527,8 @@ async def test_a_post_for_a_missing_student_locks_no_course(
     """The student first, then the courses, in each statement: a 404 does not wait behind a PATCH
     holding the course, whichever statement the POST tries first."""
     course = (await new_course(client))["id"]
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR UPDATE", course)
-            missing = await asyncio.wait_for(racing.post(url(2**62), json={"course_ids": [course]}), 10)
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM courses WHERE id = $1 FOR UPDATE", course):
+        missing = await asyncio.wait_for(racing.post(url(2**62), json={"course_ids": [course]}), 10)
     assert_problem(missing, 404)
 
 
@@ -560,15 +551,10 @@ async def test_a_capacity_set_while_a_request_waited_for_its_student_binds_that_
     course = (await new_course(client))["id"]
     seated, waiting = await students(client, 2)
     course_list(await client.post(url(seated), json={"course_ids": [course]}))
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE", waiting)
-            post = asyncio.create_task(racing.post(url(waiting), json={"course_ids": [course]}))
-            await wait_for_lock_waiters(db, 1)
-            assert (await client.patch(f"/courses/{course}", json={"capacity": 1})).json()["enrolled"] == 1
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM students WHERE id = $1 FOR NO KEY UPDATE", waiting):
+        post = asyncio.create_task(racing.post(url(waiting), json={"course_ids": [course]}))
+        await wait_for_lock_waiters(db, 1)
+        assert (await client.patch(f"/courses/{course}", json={"capacity": 1})).json()["enrolled"] == 1
     if naive:
         status = (await post).status_code
         capacity, _, taken = await seats(db, course)
@@ -596,16 +582,11 @@ async def test_a_write_queued_behind_a_capacity_change_does_not_deadlock_with_it
         "delete-student": lambda: racing.delete(f"/students/{student}"),
         "bulk": lambda: racing.post("/enrollments", json=pairs((student, course), (student, other))),
     }
-    holder = await asyncpg.connect(migrated_url)
-    try:
-        async with holder.transaction():
-            await holder.execute("SELECT id FROM courses WHERE id = $1 FOR NO KEY UPDATE", course)
-            patch = asyncio.create_task(racing.patch(f"/courses/{course}", json={"capacity": 4}))
-            await wait_for_lock_waiters(db, 1)
-            racer = asyncio.create_task(requests[write]())
-            await wait_for_lock_waiters(db, 2)
-    finally:
-        await holder.close()
+    async with holding(migrated_url, "SELECT id FROM courses WHERE id = $1 FOR NO KEY UPDATE", course):
+        patch = asyncio.create_task(racing.patch(f"/courses/{course}", json={"capacity": 4}))
+        await wait_for_lock_waiters(db, 1)
+        racer = asyncio.create_task(requests[write]())
+        await wait_for_lock_waiters(db, 2)
     assert (await patch).status_code == 200
     assert (await racer).status_code in (200, 204), (await racer).text
     await assert_counters_hold(db)
